@@ -1,0 +1,1 @@
+"""Chain layer (private)."""
