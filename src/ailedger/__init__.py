@@ -1,0 +1,56 @@
+"""ailedger: a verifiable ledger for AI.
+
+The public API is what this module exports (``__all__``, pinned by a test) plus
+the stable :mod:`ailedger.merkle` module. Everything in a module whose name
+starts with an underscore is internal and may change without notice.
+"""
+
+from __future__ import annotations
+
+from . import merkle
+from ._cas.blobs import LocalBlobStore, MemoryBlobStore
+from ._log.note import Checkpoint, Verifier
+from ._log.receipt import Receipt
+from ._log.store import FsckReport, Log
+from ._statements.dsse import pae
+from ._statements.intoto import statement
+from ._verify import ReceiptResult, verify_envelope, verify_receipt
+from ._workspace import Workspace
+from .errors import (
+    ChainError,
+    Error,
+    InputError,
+    KeyStoreError,
+    LogError,
+    NotFoundError,
+    VerificationError,
+    WorkspaceError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChainError",
+    "Checkpoint",
+    "Error",
+    "FsckReport",
+    "InputError",
+    "KeyStoreError",
+    "LocalBlobStore",
+    "Log",
+    "LogError",
+    "MemoryBlobStore",
+    "NotFoundError",
+    "Receipt",
+    "ReceiptResult",
+    "VerificationError",
+    "Verifier",
+    "Workspace",
+    "WorkspaceError",
+    "__version__",
+    "merkle",
+    "pae",
+    "statement",
+    "verify_envelope",
+    "verify_receipt",
+]

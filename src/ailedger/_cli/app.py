@@ -1,0 +1,315 @@
+"""The ``ailedger`` command line.
+
+Output meant for machines (receipts, checkpoints, hashes) goes to stdout
+verbatim; errors are one line on stderr and a non-zero exit, never a traceback
+(set ``AILEDGER_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from .. import Workspace
+from .._log.note import Verifier
+from .._statements import dsse, intoto
+from .._verify import verify_envelope, verify_receipt
+from .._workspace import resolve_home
+from ..errors import Error, InputError, VerificationError
+
+app = typer.Typer(
+    name="ailedger",
+    help="A verifiable ledger for AI: signed statements in an RFC 9162 Merkle log.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log_app = typer.Typer(help="The Merkle log: append, read, checkpoint, prove, fsck.", no_args_is_help=True)
+identity_app = typer.Typer(help="This workspace's identity.", no_args_is_help=True)
+app.add_typer(log_app, name="log")
+app.add_typer(identity_app, name="identity")
+
+Home = Annotated[
+    Path | None,
+    typer.Option("--home", help="Workspace folder (default: $AILEDGER_HOME or ./.ailedger)."),
+]
+
+
+def _open(home: Path | None) -> Workspace:
+    return Workspace.open(resolve_home(home))
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: no such file") from e
+    except IsADirectoryError as e:
+        raise InputError(f"{path} is a directory") from e
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from e
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+# -- workspace and identity ---------------------------------------------------------
+
+
+@app.command()
+def init(
+    home: Home = None,
+    name: Annotated[str | None, typer.Option(help="Identity name (default: $USER).")] = None,
+) -> None:
+    """Create a workspace: keys, log, blob store, config."""
+    target = resolve_home(home)
+    ws = Workspace.init(target, name=name)
+    with ws:
+        enc = "encrypted" if os.environ.get("AILEDGER_PASSPHRASE") else "not encrypted (set AILEDGER_PASSPHRASE to encrypt)"
+        _out(f"initialised workspace {target}")
+        _out(f"name:         {ws.name}")
+        _out(f"keyid:        {ws.keyid}")
+        _out(f"verifier key: {ws.verifier_key}")
+        _out(f"account:      {ws.address}")
+        _out(f"keys:         {enc}")
+
+
+@identity_app.command("show")
+def identity_show(home: Home = None) -> None:
+    """Print name, keyid, log origin and verifier key, and the chain account."""
+    with _open(home) as ws:
+        _out(f"name:         {ws.name}")
+        _out(f"keyid:        {ws.keyid}")
+        _out(f"origin:       {ws.origin}")
+        _out(f"verifier key: {ws.verifier_key}")
+        _out(f"ed25519:      {ws.ed25519_public.hex()}")
+        _out(f"x25519:       {ws.x25519_public.hex()}")
+        _out(f"account:      {ws.address}")
+
+
+@identity_app.command("trust")
+def identity_trust(
+    public_key: Annotated[str, typer.Argument(help="Ed25519 public key: 64 hex or base64.")],
+    home: Home = None,
+) -> None:
+    """Accept DSSE envelopes signed by another Ed25519 key in `log append`."""
+    raw = _parse_pubkey(public_key)
+    with _open(home) as ws:
+        _out(ws.trust(raw))
+
+
+def _parse_pubkey(text: str) -> bytes:
+    t = text.strip()
+    try:
+        raw = bytes.fromhex(t) if len(t) == 64 else base64.b64decode(t, validate=True)
+    except ValueError as e:
+        raise InputError("public key must be 64 hex characters or base64") from e
+    if len(raw) != 32:
+        raise InputError("an Ed25519 public key is 32 bytes")
+    return raw
+
+
+# -- statements ---------------------------------------------------------------------
+
+
+@app.command()
+def attest(
+    paths: Annotated[list[Path], typer.Argument(help="Files to attest (their sha256 are the subjects).")],
+    type_: Annotated[str, typer.Option("--type", help="predicateType URI.")],
+    predicate: Annotated[
+        Path | None, typer.Option(help="JSON file with the predicate object.")
+    ] = None,
+    home: Home = None,
+) -> None:
+    """Sign an in-toto statement about files, append it, print the index and a receipt."""
+    import json
+
+    pred = None
+    if predicate is not None:
+        try:
+            pred = json.loads(_read_input(str(predicate)))
+        except ValueError as e:
+            raise InputError(f"{predicate}: not valid JSON ({e})") from e
+        if not isinstance(pred, dict):
+            raise InputError(f"{predicate}: the predicate must be a JSON object")
+    subjects = [intoto.subject_for_file(p) for p in paths]
+    st = intoto.statement(subjects, type_, pred)
+    with _open(home) as ws:
+        index = ws.record(st)
+        _out(f"index {index}")
+        _out(ws.receipt(index))
+
+
+# -- log ----------------------------------------------------------------------------
+
+
+@log_app.command("append")
+def log_append(
+    file: Annotated[str, typer.Argument(help="A signed DSSE envelope (canonical JSON), or - for stdin.")],
+    home: Home = None,
+) -> None:
+    """Append a signed DSSE envelope after checking its signature; print its index."""
+    data = _read_input(file)
+    with _open(home) as ws:
+        if len(data) > 64 * 1024:
+            raise InputError(f"entry is {len(data)} bytes; the limit is 65536")
+        env = dsse.parse(data)
+        dsse.verify(env, ws.trusted_keys())
+        _out(str(ws.log.append(data)))
+
+
+@log_app.command("get")
+def log_get(index: int, home: Home = None) -> None:
+    """Print entry INDEX (its bytes, verbatim)."""
+    with _open(home) as ws:
+        sys.stdout.buffer.write(ws.log.get(_nonneg(index, "INDEX")))
+        sys.stdout.buffer.write(b"\n")
+
+
+@log_app.command("checkpoint")
+def log_checkpoint(home: Home = None) -> None:
+    """Print the signed checkpoint of the current tree (signing a new one if it grew)."""
+    with _open(home) as ws:
+        sys.stdout.write(ws.log.checkpoint())
+
+
+@log_app.command("verifier-key")
+def log_verifier_key(home: Home = None) -> None:
+    """Print the log's C2SP note verifier key."""
+    with _open(home) as ws:
+        _out(ws.verifier_key)
+
+
+@log_app.command("proof")
+def log_proof(
+    index: int,
+    size: Annotated[
+        int | None, typer.Option(help="Prove against the checkpoint issued at this size.")
+    ] = None,
+    home: Home = None,
+) -> None:
+    """Print a tlog-proof@v1 receipt for entry INDEX."""
+    with _open(home) as ws:
+        sys.stdout.write(
+            ws.receipt(_nonneg(index, "INDEX"), None if size is None else _nonneg(size, "--size"))
+        )
+
+
+@log_app.command("consistency")
+def log_consistency(
+    old: int,
+    new: Annotated[int | None, typer.Argument()] = None,
+    home: Home = None,
+) -> None:
+    """Print the RFC 9162 consistency proof from size OLD to NEW (default: now), base64."""
+    with _open(home) as ws:
+        proof = ws.log.consistency_proof(
+            _nonneg(old, "OLD"), None if new is None else _nonneg(new, "NEW")
+        )
+        for h in proof:
+            _out(base64.b64encode(h).decode())
+
+
+@log_app.command("fsck")
+def log_fsck(home: Home = None) -> None:
+    """Recompute every hash and checkpoint from the entries; exit 1 on any mismatch."""
+    with _open(home) as ws:
+        rep = ws.log.fsck()
+    if rep.ok:
+        _out(f"ok: {rep.size} entries, {rep.checkpoints} checkpoints verified")
+        return
+    for p in rep.problems:
+        _out(f"FAIL: {p}")
+    raise VerificationError(f"fsck found {len(rep.problems)} problem(s) in the log")
+
+
+@app.command("verify-receipt")
+def verify_receipt_cmd(
+    receipt: Annotated[str, typer.Argument(help="A tlog-proof@v1 receipt file, or -.")],
+    entry: Annotated[
+        Path | None, typer.Option(help="The entry bytes (default: read from the workspace log).")
+    ] = None,
+    verifier_key: Annotated[
+        str | None, typer.Option(help="The log's verifier key (default: this workspace's).")
+    ] = None,
+    home: Home = None,
+) -> None:
+    """Verify a receipt: checkpoint signature, inclusion proof, and the entry's DSSE signature."""
+    from .._log.receipt import Receipt
+
+    text = _read_input(receipt)
+    parsed = Receipt.parse(text)
+    ws = None
+    try:
+        if entry is None or verifier_key is None:
+            try:
+                ws = _open(home)
+            except Error as e:
+                raise InputError(
+                    f"{e}; pass --entry and --verifier-key to verify without a workspace"
+                ) from e
+        vk = Verifier.parse(verifier_key) if verifier_key else ws.verifier if ws else None
+        if vk is None:  # pragma: no cover - guarded above
+            raise InputError("no verifier key")
+        data = _read_input(str(entry)) if entry is not None else ws.log.get(parsed.index)  # type: ignore[union-attr]
+        res = verify_receipt(text, data, vk)
+        _out(f"OK: entry {res.index} is in {res.checkpoint.origin} at tree size {res.checkpoint.size}")
+        _out(f"root: {base64.b64encode(res.checkpoint.root).decode()}")
+        if ws is not None and res.statement is not None:
+            try:
+                _, signers = verify_envelope(data, ws.trusted_keys())
+                _out(f"statement signed by keyid {signers[0]}")
+            except VerificationError:
+                _out("statement signer: not a key this workspace trusts")
+        if res.statement is not None:
+            _out(f"predicateType: {res.statement['predicateType']}")
+        _out("anchor: not checked (offline: signatures and proofs only)")
+    finally:
+        if ws is not None:
+            ws.close()
+
+
+@app.command()
+def demo() -> None:
+    """Tell the ailedger story on a temporary workspace."""
+    from .demo import run_demo
+
+    run_demo()
+
+
+def _nonneg(v: int, what: str) -> int:
+    if v < 0:
+        raise InputError(f"{what} must be a non-negative integer")
+    return v
+
+
+def _fail(msg: str, code: int = 1) -> NoReturn:
+    sys.stderr.write(f"ailedger: error: {msg}\n")
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console entry point: run the app, turning every error into one line."""
+    debug = bool(os.environ.get("AILEDGER_DEBUG"))
+    try:
+        app()  # standalone: usage errors print one line and exit 2 by themselves
+    except Error as e:
+        if debug:
+            raise
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as e:  # an unexpected bug: still one line, but say so
+        if debug:
+            raise
+        _fail(f"internal error: {type(e).__name__}: {e} (set AILEDGER_DEBUG=1 for a traceback)", 70)

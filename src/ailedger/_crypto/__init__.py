@@ -1,0 +1,1 @@
+"""Internal: not a stable API."""

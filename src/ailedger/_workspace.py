@@ -1,0 +1,282 @@
+"""A workspace: one identity, one log, one blob store, one config (DESIGN §2).
+
+Layout of the folder::
+
+    config.json        name, origin, format version
+    keys/identity.json the private keys (0600, encrypted with AILEDGER_PASSPHRASE)
+    log.sqlite         the Merkle log (entries, subtree hashes, checkpoints)
+    blobs/             content-addressed blobs over 64 KiB
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._cas.blobs import LocalBlobStore
+from ._crypto.keys import PASSPHRASE_ENV, Identity
+from ._log.note import Checkpoint, Verifier, sign_note
+from ._log.receipt import Receipt
+from ._log.store import MAX_ENTRY, Log
+from ._statements import dsse, intoto
+from .errors import InputError, WorkspaceError
+
+HOME_ENV = "AILEDGER_HOME"
+DEFAULT_HOME = ".ailedger"
+_CONFIG = "config.json"
+_FORMAT = "ailedger-workspace/v1"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+EXTERNAL_PREDICATE = "https://ailedger.dev/external-predicate/v1"
+
+
+def resolve_home(home: str | os.PathLike[str] | None) -> Path:
+    """``--home``, else ``$AILEDGER_HOME``, else ``./.ailedger``."""
+    if home:
+        return Path(home)
+    env = os.environ.get(HOME_ENV)
+    return Path(env) if env else Path(DEFAULT_HOME)
+
+
+class Workspace:
+    """An ailedger workspace. Create with :meth:`init`, open with :meth:`open`."""
+
+    def __init__(self, path: Path, config: dict[str, Any], identity: Identity) -> None:
+        self._path = path
+        self._config = config
+        self._identity = identity
+        self._verifier = Verifier.parse(config["verifier_key"])
+        if self._verifier.public != identity.ed25519_public:
+            raise WorkspaceError(f"{path}: config and key file belong to different identities")
+        self._log: Log | None = None
+        self.blobs = LocalBlobStore(path / "blobs")
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str], name: str | None = None) -> Workspace:
+        """Create a workspace in ``path`` (missing or empty folder); refuse anything else.
+
+        The workspace is built in a temporary sibling folder and renamed into
+        place, so a failed init leaves nothing behind and a concurrent init
+        cannot produce a mix of two identities.
+        """
+        target = Path(path)
+        name = name or _default_name()
+        if not _NAME.fullmatch(name):
+            raise InputError(
+                f"invalid name {name!r}: use letters, digits, '.', '_' or '-' (max 64)"
+            )
+        if target.exists():
+            if (target / _CONFIG).exists():
+                raise WorkspaceError(f"{target} is already an ailedger workspace; left unchanged")
+            if not target.is_dir():
+                raise WorkspaceError(f"{target} exists and is not a folder")
+            if any(target.iterdir()):
+                raise WorkspaceError(f"{target} is not empty; choose a new or empty folder")
+        parent = target.absolute().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.init-", dir=parent))
+        except OSError as e:
+            raise WorkspaceError(f"cannot create {target}: {e.strerror}") from e
+        try:
+            ident = Identity.generate()
+            origin = f"ailedger.local/{name}-{ident.keyid[:8]}"
+            (tmp / "keys").mkdir(mode=0o700)
+            ident.save(tmp / "keys" / "identity.json", os.environ.get(PASSPHRASE_ENV) or None)
+            from ._log.note import verifier_key
+
+            config = {
+                "format": _FORMAT,
+                "name": name,
+                "origin": origin,
+                "keyid": ident.keyid,
+                "verifier_key": verifier_key(origin, ident.ed25519_public),
+                "trusted_keys": {},
+            }
+            _write_json(tmp / _CONFIG, config)
+            (tmp / "blobs").mkdir()
+            ws = cls(tmp, config, ident)
+            ws.log.checkpoint()  # create the database and sign the empty tree
+            ws.close()
+            os.chmod(tmp, 0o700)
+            if target.exists():
+                target.rmdir()  # empty, checked above; rename needs it gone or empty
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls.open(target)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Workspace:
+        p = Path(path)
+        cfg = p / _CONFIG
+        if not cfg.exists():
+            raise WorkspaceError(
+                f"no ailedger workspace at {p}: run `ailedger init` or set {HOME_ENV}/--home"
+            )
+        try:
+            config = json.loads(cfg.read_text())
+            if config.get("format") != _FORMAT:
+                raise ValueError("unknown format")
+        except (ValueError, OSError) as e:
+            raise WorkspaceError(f"{cfg} is not a valid workspace config: {e}") from e
+        ident = Identity.load(p / "keys" / "identity.json", os.environ.get(PASSPHRASE_ENV) or None)
+        return cls(p, config, ident)
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- identity ------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def name(self) -> str:
+        return str(self._config["name"])
+
+    @property
+    def origin(self) -> str:
+        return str(self._config["origin"])
+
+    @property
+    def keyid(self) -> str:
+        """DSSE keyid: hex SHA-256 of the raw Ed25519 public key."""
+        return self._identity.keyid
+
+    @property
+    def verifier_key(self) -> str:
+        """The C2SP note verifier key of this workspace's log."""
+        return str(self._config["verifier_key"])
+
+    @property
+    def verifier(self) -> Verifier:
+        return self._verifier
+
+    @property
+    def address(self) -> str:
+        """The chain account (secp256k1) address."""
+        return self._identity.address
+
+    @property
+    def ed25519_public(self) -> bytes:
+        return self._identity.ed25519_public
+
+    @property
+    def x25519_public(self) -> bytes:
+        return self._identity.x25519_public
+
+    def trusted_keys(self) -> dict[str, bytes]:
+        """Ed25519 keys whose DSSE envelopes this workspace accepts: keyid → raw key."""
+        keys = {self.keyid: self.ed25519_public}
+        for kid, b64 in self._config.get("trusted_keys", {}).items():
+            keys[kid] = base64.b64decode(b64)
+        return keys
+
+    def trust(self, public_key: bytes) -> str:
+        """Accept DSSE envelopes signed by ``public_key`` in ``log append``; returns its keyid."""
+        from ._crypto.keys import ed25519_public_from_raw, keyid_of
+
+        ed25519_public_from_raw(public_key)
+        kid = keyid_of(public_key)
+        self._config.setdefault("trusted_keys", {})[kid] = base64.b64encode(public_key).decode()
+        _write_json(self._path / _CONFIG, self._config, replace=True)
+        return kid
+
+    # -- log -----------------------------------------------------------------------
+
+    @property
+    def log(self) -> Log:
+        if self._log is None:
+            ident = self._identity
+            origin = self.origin
+
+            def signer(text: str) -> str:
+                return sign_note(text, origin, ident.ed25519)
+
+            self._log = Log(self._path / "log.sqlite", origin, signer, self._verifier)
+        return self._log
+
+    def sign(self, statement: Mapping[str, Any]) -> dsse.Envelope:
+        """Sign an in-toto statement as a DSSE envelope with the workspace key."""
+        intoto.validate(statement)
+        payload = intoto.canonical(statement)
+        return dsse.sign(payload, dsse.INTOTO_PAYLOAD_TYPE, self._identity.ed25519, self.keyid)
+
+    def _entry_for(self, statement: Mapping[str, Any]) -> bytes:
+        entry = dsse.to_bytes(self.sign(statement))
+        if len(entry) <= MAX_ENTRY:
+            return entry
+        # Too big for one log entry (DESIGN §3): move the predicate to the blob
+        # store and sign a statement that commits to it by digest instead.
+        pred = intoto.canonical(statement.get("predicate", {}))
+        digest = self.blobs.put(pred)
+        slim = dict(statement)
+        slim["predicate"] = {
+            "externalPredicate": {
+                "predicateType": statement["predicateType"],
+                "digest": {"sha256": digest},
+                "size": len(pred),
+                "mediaType": "application/json",
+            }
+        }
+        slim["predicateType"] = EXTERNAL_PREDICATE
+        entry = dsse.to_bytes(self.sign(slim))
+        if len(entry) > MAX_ENTRY:
+            raise InputError("statement is too large even with its predicate in the blob store")
+        return entry
+
+    def record(self, statement: Mapping[str, Any]) -> int:
+        """Sign an in-toto statement and append it; returns its log index once durable."""
+        return self.log.append(self._entry_for(statement))
+
+    def record_many(self, statements: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Sign and append statements in one durable batch (all or none)."""
+        return self.log.append_many([self._entry_for(s) for s in statements])
+
+    def receipt(self, index: int, size: int | None = None) -> str:
+        """A ``tlog-proof@v1`` receipt for ``index`` against the latest checkpoint.
+
+        With ``size``, against the checkpoint issued at that size, which must exist.
+        """
+        if size is None:
+            note = self.log.checkpoint()
+        else:
+            note = self.log.checkpoint_at(size)
+        cp = Checkpoint.parse(note[: note.rfind("\n\n") + 1])
+        proof = self.log.inclusion_proof(index, cp.size)
+        return Receipt(index, tuple(proof), note).text()
+
+
+def _default_name() -> str:
+    user = os.environ.get("USER") or "local"
+    clean = re.sub(r"[^A-Za-z0-9._-]", "-", user)[:64]
+    return clean if _NAME.fullmatch(clean) else "local"
+
+
+def _write_json(path: Path, obj: Any, replace: bool = False) -> None:
+    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
