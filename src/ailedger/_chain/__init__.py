@@ -1,1 +1,46 @@
-"""Chain layer (private)."""
+"""The chain layer (private): contracts, backends and clients.
+
+Public names are re-exported by the package's public API, not imported from here.
+"""
+
+from __future__ import annotations
+
+from ._artifacts import CONTRACT_NAMES, Artifact, load_artifact
+from ._backend import ChainBackend, RawLog, Receipt, TransactionReverted
+from ._clients import (
+    MAX_PROOF_HASHES,
+    AnchoredCheckpoint,
+    AnchorRecord,
+    CheckpointRegistryClient,
+    Identity,
+    IdentityRegistryClient,
+    LogInfo,
+    log_id_of,
+)
+from ._deployment import Deployment, deploy_all, load_deployment
+from ._embedded import DEFAULT_EMBEDDED_CHAIN_ID, EmbeddedBackend
+from ._rpc import RpcBackend
+
+__all__ = [
+    "CONTRACT_NAMES",
+    "DEFAULT_EMBEDDED_CHAIN_ID",
+    "MAX_PROOF_HASHES",
+    "AnchorRecord",
+    "AnchoredCheckpoint",
+    "Artifact",
+    "ChainBackend",
+    "CheckpointRegistryClient",
+    "Deployment",
+    "EmbeddedBackend",
+    "Identity",
+    "IdentityRegistryClient",
+    "LogInfo",
+    "RawLog",
+    "Receipt",
+    "RpcBackend",
+    "TransactionReverted",
+    "deploy_all",
+    "load_artifact",
+    "load_deployment",
+    "log_id_of",
+]

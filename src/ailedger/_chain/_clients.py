@@ -1,0 +1,206 @@
+"""Typed clients for the deployed contracts, on top of any ChainBackend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from eth_utils import keccak
+
+from ..errors import ChainError
+from ._abi import decode_event, event_topic
+from ._artifacts import Artifact, load_artifact
+from ._backend import ChainBackend, Receipt, checksum
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+MAX_PROOF_HASHES = 63
+_ZERO_ADDRESS = "0x" + "00" * 20
+
+
+@dataclass(frozen=True)
+class AnchoredCheckpoint:
+    """The latest anchored checkpoint of a log, as the contract stores it."""
+
+    size: int
+    root: bytes
+    block_number: int
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class AnchorRecord:
+    """One ``Anchored`` event: where and when a checkpoint was anchored."""
+
+    log_id: bytes
+    size: int
+    root: bytes
+    previous_size: int
+    previous_root: bytes
+    chain_id: int
+    contract: str
+    tx_hash: str
+    block_number: int
+    timestamp: int
+    gas_used: int | None = None
+
+
+@dataclass(frozen=True)
+class LogInfo:
+    owner: str
+    origin: str
+    verifier_key: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    account: str
+    name: str
+    ed25519: bytes
+    x25519: bytes
+    registered_at: int
+    updated_at: int
+    revoked: bool
+    revoked_at: int
+
+
+def log_id_of(origin: str) -> bytes:
+    """The CheckpointRegistry id of a log: keccak256 of the origin's UTF-8 bytes."""
+    return keccak(origin.encode("utf-8"))
+
+
+def _hash32(value: bytes, what: str) -> bytes:
+    if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
+        raise ChainError(f"{what} must be 32 bytes")
+    return bytes(value)
+
+
+class _Client:
+    artifact_name: str
+
+    def __init__(
+        self, backend: ChainBackend, address: str, account: LocalAccount | None = None
+    ) -> None:
+        self.backend = backend
+        self.address = checksum(address, f"{self.artifact_name} address")
+        self.account = account
+        self.artifact: Artifact = load_artifact(self.artifact_name)
+
+    def _signer(self) -> LocalAccount:
+        if self.account is None:
+            raise ChainError(f"{self.artifact_name} client has no account to send transactions")
+        return self.account
+
+    def _transact(self, fn: str, args: Sequence[object]) -> Receipt:
+        return self.backend.transact(self._signer(), self.address, self.artifact.abi, fn, args)
+
+    def _call(self, fn: str, args: Sequence[object]) -> object:
+        return self.backend.call(self.address, self.artifact.abi, fn, args)
+
+
+class CheckpointRegistryClient(_Client):
+    """Register logs and anchor their checkpoints; read anchored history."""
+
+    artifact_name = "CheckpointRegistry"
+
+    def register_log(self, origin: str, verifier_key: str) -> tuple[bytes, Receipt]:
+        receipt = self._transact("register_log", [origin, verifier_key])
+        return log_id_of(origin), receipt
+
+    def anchor(
+        self, log_id: bytes, size: int, root: bytes, proof: Sequence[bytes] = ()
+    ) -> AnchorRecord:
+        """Anchor (size, root) with a consistency proof from the last anchor."""
+        receipt = self._transact(
+            "anchor",
+            [_hash32(log_id, "log id"), size, _hash32(root, "root"), [bytes(p) for p in proof]],
+        )
+        topic = event_topic(self.artifact.abi, "Anchored")
+        for lg in receipt.logs:
+            if lg.address == self.address and lg.topics and lg.topics[0] == topic:
+                return self._record(lg.topics, lg.data, receipt.tx_hash, receipt.block_number,
+                                    receipt.gas_used)
+        raise ChainError(f"anchor transaction {receipt.tx_hash} emitted no Anchored event")
+
+    def _record(
+        self,
+        topics: Sequence[bytes],
+        data: bytes,
+        tx_hash: str,
+        block_number: int,
+        gas_used: int | None,
+    ) -> AnchorRecord:
+        ev = decode_event(self.artifact.abi, "Anchored", topics, data)
+        return AnchorRecord(
+            log_id=bytes(ev["log_id"]),
+            size=int(ev["size"]),
+            root=bytes(ev["root"]),
+            previous_size=int(ev["previous_size"]),
+            previous_root=bytes(ev["previous_root"]),
+            chain_id=self.backend.chain_id,
+            contract=self.address,
+            tx_hash=tx_hash,
+            block_number=block_number,
+            timestamp=self.backend.block_timestamp(block_number),
+            gas_used=gas_used,
+        )
+
+    def latest(self, log_id: bytes) -> AnchoredCheckpoint | None:
+        size, root, block, ts = self._call("latest", [_hash32(log_id, "log id")])  # type: ignore[misc]
+        if size == 0:
+            return None
+        return AnchoredCheckpoint(int(size), bytes(root), int(block), int(ts))
+
+    def root_at(self, log_id: bytes, size: int) -> bytes | None:
+        root = self._call("root_at", [_hash32(log_id, "log id"), size])
+        assert isinstance(root, bytes)
+        return None if root == b"\x00" * 32 else root
+
+    def log_info(self, log_id: bytes) -> LogInfo | None:
+        info = self._call("log_info", [_hash32(log_id, "log id")])
+        owner, origin, verifier_key = info  # type: ignore[misc]
+        if owner == _ZERO_ADDRESS or int(owner, 16) == 0:
+            return None
+        return LogInfo(owner=owner, origin=origin, verifier_key=verifier_key)
+
+    def history(self, log_id: bytes, *, from_block: int = 0) -> list[AnchorRecord]:
+        """Every anchor of a log, oldest first, with block timestamps."""
+        topic = event_topic(self.artifact.abi, "Anchored")
+        logs = self.backend.get_logs(
+            self.address, [topic, _hash32(log_id, "log id")], from_block=from_block
+        )
+        return [self._record(lg.topics, lg.data, lg.tx_hash, lg.block_number, None) for lg in logs]
+
+
+class IdentityRegistryClient(_Client):
+    """Bind the account to its name and public keys; resolve other accounts."""
+
+    artifact_name = "IdentityRegistry"
+
+    def register(self, name: str, ed25519: bytes, x25519: bytes) -> Receipt:
+        return self._transact(
+            "register", [name, _hash32(ed25519, "Ed25519 key"), _hash32(x25519, "X25519 key")]
+        )
+
+    def rotate(self, ed25519: bytes, x25519: bytes) -> Receipt:
+        return self._transact(
+            "rotate", [_hash32(ed25519, "Ed25519 key"), _hash32(x25519, "X25519 key")]
+        )
+
+    def revoke(self) -> Receipt:
+        return self._transact("revoke", [])
+
+    def resolve(self, account: str) -> Identity | None:
+        addr = checksum(account, "account")
+        name, ed, x, reg, upd, revoked, revoked_at = self._call("resolve", [addr])  # type: ignore[misc]
+        if reg == 0:
+            return None
+        return Identity(addr, name, bytes(ed), bytes(x), int(reg), int(upd), bool(revoked),
+                        int(revoked_at))
+
+    def account_of(self, ed25519: bytes) -> str | None:
+        addr = self._call("account_of", [_hash32(ed25519, "Ed25519 key")])
+        assert isinstance(addr, str)
+        return None if int(addr, 16) == 0 else addr

@@ -1,0 +1,324 @@
+"""The RPC backend: any Ethereum JSON-RPC node through web3.py.
+
+Transactions are signed locally with eth-account (never ``eth_sendTransaction``),
+with EIP-1559 fees when the node reports a base fee and legacy gas prices
+otherwise. Nonces are tracked per account so a process can send back-to-back
+transactions without waiting for the node's pending pool to catch up.
+Every web3/requests failure is turned into a one-line ChainError.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import requests
+from eth_utils import to_checksum_address
+from web3 import Web3
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception, Web3RPCError
+
+from ..errors import ChainError
+from ._abi import ABI, decode_output, encode_call, encode_deploy, revert_reason
+from ._backend import RawLog, Receipt, TransactionReverted, checksum, topics_match
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from ._artifacts import Artifact
+
+T = TypeVar("T")
+
+
+def _hexstr(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    s = str(value)
+    return s if s.startswith("0x") else "0x" + s
+
+
+def _bytes(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return bytes.fromhex(str(value).removeprefix("0x"))
+
+
+def _revert_data(exc: ContractLogicError) -> bytes | None:
+    data = exc.data
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None
+
+
+def _reason(exc: ContractLogicError) -> str:
+    data = _revert_data(exc)
+    if data:
+        return revert_reason(data)
+    msg = " ".join(str(exc.message or exc).split())
+    return msg.removeprefix("execution reverted: ") or "transaction reverted without a reason"
+
+
+class RpcBackend:
+    """A chain reached over JSON-RPC (HTTP). Checks the node on construction."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        expected_chain_id: int | None = None,
+        request_timeout: float = 30.0,
+        receipt_timeout: float = 120.0,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.url = url
+        self.receipt_timeout = receipt_timeout
+        self.poll_interval = poll_interval
+        self._w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": request_timeout}))
+        self._nonces: dict[str, int] = {}
+        self._nonce_lock = threading.Lock()
+        self._chain_id = self._rpc(lambda: int(self._w3.eth.chain_id), "read the chain id")
+        if expected_chain_id is not None and expected_chain_id != self._chain_id:
+            raise ChainError(
+                f"node at {url} serves chain id {self._chain_id}, expected {expected_chain_id}"
+            )
+
+    def _rpc(self, fn: Callable[[], T], what: str) -> T:
+        try:
+            return fn()
+        except ChainError:
+            raise
+        except ContractLogicError as exc:
+            raise TransactionReverted(_reason(exc)) from None
+        except (requests.exceptions.ConnectionError, ConnectionError) as exc:
+            raise ChainError(
+                f"cannot reach the Ethereum node at {self.url} to {what}: "
+                f"{type(exc).__name__}"
+            ) from None
+        except requests.exceptions.Timeout:
+            raise ChainError(f"the Ethereum node at {self.url} timed out ({what})") from None
+        except Web3RPCError as exc:
+            msg = " ".join(str(exc.message).split())
+            raise ChainError(f"the Ethereum node at {self.url} refused to {what}: {msg}") from None
+        except (Web3Exception, requests.exceptions.RequestException, ValueError) as exc:
+            msg = " ".join(str(exc).split())
+            raise ChainError(f"could not {what} on {self.url}: {msg}") from None
+
+    def close(self) -> None:
+        provider = self._w3.provider
+        session = getattr(provider, "_request_session_manager", None)
+        del session  # HTTPProvider shares pooled sessions; nothing to release per backend.
+
+    # -- reads ----------------------------------------------------------------
+    @property
+    def chain_id(self) -> int:
+        return self._chain_id
+
+    def block_number(self) -> int:
+        return self._rpc(lambda: int(self._w3.eth.block_number), "read the block number")
+
+    def block_timestamp(self, number: int) -> int:
+        block = self._rpc(lambda: self._w3.eth.get_block(number), f"read block {number}")
+        return int(block["timestamp"])
+
+    def balance(self, address: str) -> int:
+        addr = checksum(address)
+        return self._rpc(lambda: int(self._w3.eth.get_balance(addr)), "read a balance")
+
+    def code_at(self, address: str) -> bytes:
+        addr = checksum(address)
+        return self._rpc(lambda: bytes(self._w3.eth.get_code(addr)), "read contract code")
+
+    def call(
+        self,
+        address: str,
+        abi: ABI,
+        fn_name: str,
+        args: Sequence[Any],
+        *,
+        sender: str | None = None,
+    ) -> Any:
+        to = checksum(address, "contract address")
+        tx: dict[str, Any] = {"to": to, "data": _hexstr(encode_call(abi, fn_name, args))}
+        if sender:
+            tx["from"] = checksum(sender)
+        out = self._rpc(lambda: bytes(self._w3.eth.call(tx)), f"call {fn_name}")  # type: ignore[arg-type]
+        if not out and abi:
+            if not self.code_at(to):
+                raise ChainError(f"no contract code at {to} on chain {self._chain_id}")
+        return decode_output(abi, fn_name, out)
+
+    # -- transactions ---------------------------------------------------------
+    def _fees(self) -> dict[str, int]:
+        block = self._rpc(lambda: self._w3.eth.get_block("latest"), "read fees")
+        base = block.get("baseFeePerGas")
+        if base is None:
+            return {"gasPrice": self._rpc(lambda: int(self._w3.eth.gas_price), "read fees")}
+        try:
+            tip = int(self._w3.eth.max_priority_fee)
+        except Exception:  # not every node implements eth_maxPriorityFeePerGas
+            tip = 10**9
+        return {"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip}
+
+    def _next_nonce(self, address: str) -> int:
+        chain_nonce = self._rpc(
+            lambda: int(self._w3.eth.get_transaction_count(address, "pending")), "read a nonce"
+        )
+        return max(chain_nonce, self._nonces.get(address, 0))
+
+    def _send(
+        self,
+        account: LocalAccount,
+        to: str | None,
+        data: bytes,
+        *,
+        value: int = 0,
+        gas: int | None = None,
+    ) -> Receipt:
+        sender = account.address
+        tx: dict[str, Any] = {"from": sender, "value": value, "data": _hexstr(data)}
+        if to is not None:
+            tx["to"] = to
+        balance = self.balance(sender)
+        if balance == 0:
+            raise ChainError(f"account {sender} has no funds on chain {self._chain_id}")
+        if gas is None:
+            est = self._rpc(lambda: int(self._w3.eth.estimate_gas(tx)), "estimate gas")  # type: ignore[arg-type]
+            gas = est * 6 // 5 + 10_000
+        fees = self._fees()
+        price = fees.get("maxFeePerGas", fees.get("gasPrice", 0))
+        if balance < gas * price + value:
+            raise ChainError(
+                f"account {sender} cannot pay for this transaction "
+                f"(balance {balance} wei, needs up to {gas * price + value} wei)"
+            )
+        with self._nonce_lock:
+            nonce = self._next_nonce(sender)
+            signed_tx = dict(tx, gas=gas, nonce=nonce, chainId=self._chain_id, **fees)
+            del signed_tx["from"]
+            if "maxFeePerGas" in fees:
+                signed_tx["type"] = 2
+            raw = account.sign_transaction(signed_tx).raw_transaction
+            tx_hash = self._rpc(
+                lambda: self._w3.eth.send_raw_transaction(raw), "send a transaction"
+            )
+            self._nonces[sender] = nonce + 1
+        h = _hexstr(tx_hash)
+        receipt = self._wait(h)
+        if receipt.status != 1:
+            raise TransactionReverted(self._replay_reason(tx, gas, receipt), receipt)
+        return receipt
+
+    def _wait(self, tx_hash: str) -> Receipt:
+        deadline = time.monotonic() + self.receipt_timeout
+        while True:
+            try:
+                raw = self._w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                raw = None
+            except (requests.exceptions.RequestException, ConnectionError, Web3Exception) as exc:
+                raise ChainError(
+                    f"lost the connection to {self.url} while waiting for transaction {tx_hash}; "
+                    f"it may still be mined ({type(exc).__name__})"
+                ) from None
+            if raw is not None:
+                return _to_receipt(raw)
+            if time.monotonic() > deadline:
+                raise ChainError(
+                    f"transaction {tx_hash} was not mined within {self.receipt_timeout:g}s"
+                )
+            time.sleep(self.poll_interval)
+
+    def _replay_reason(self, tx: dict[str, Any], gas: int, receipt: Receipt) -> str:
+        # The receipt only says status 0: replay the call on the parent state.
+        call = dict(tx, gas=gas)
+        try:
+            self._w3.eth.call(call, max(0, receipt.block_number - 1))  # type: ignore[arg-type]
+        except ContractLogicError as exc:
+            return _reason(exc)
+        except Exception:
+            pass
+        return f"transaction {receipt.tx_hash} failed (out of gas?)"
+
+    def deploy(self, account: LocalAccount, artifact: Artifact, *args: Any) -> str:
+        receipt = self._send(account, None, encode_deploy(artifact.bytecode, artifact.abi, args))
+        if receipt.contract_address is None:
+            raise ChainError(f"deploying {artifact.name} created no contract")
+        return receipt.contract_address
+
+    def transact(
+        self,
+        account: LocalAccount,
+        address: str,
+        abi: ABI,
+        fn_name: str,
+        args: Sequence[Any],
+        *,
+        value: int = 0,
+        gas: int | None = None,
+    ) -> Receipt:
+        to = checksum(address, "contract address")
+        return self._send(account, to, encode_call(abi, fn_name, args), value=value, gas=gas)
+
+    def send_value(self, account: LocalAccount, to: str, value: int) -> Receipt:
+        return self._send(account, checksum(to), b"", value=value)
+
+    # -- history --------------------------------------------------------------
+    def receipt(self, tx_hash: str) -> Receipt | None:
+        try:
+            raw = self._rpc(
+                lambda: self._w3.eth.get_transaction_receipt(tx_hash),  # type: ignore[arg-type]
+                "read a receipt",
+            )
+        except ChainError as exc:
+            if "not found" in str(exc).lower():
+                return None
+            raise
+        return _to_receipt(raw)
+
+    def get_logs(
+        self,
+        address: str,
+        topics: Sequence[bytes | None],
+        *,
+        from_block: int = 0,
+        to_block: int | None = None,
+    ) -> list[RawLog]:
+        flt: dict[str, Any] = {
+            "address": checksum(address),
+            "fromBlock": from_block,
+            "toBlock": "latest" if to_block is None else to_block,
+            "topics": [None if t is None else _hexstr(t) for t in topics],
+        }
+        raw = self._rpc(lambda: self._w3.eth.get_logs(flt), "read logs")  # type: ignore[arg-type]
+        out = [_to_log(lg) for lg in raw]
+        return [lg for lg in out if topics_match(lg.topics, topics)]
+
+
+def _to_log(lg: Any) -> RawLog:
+    return RawLog(
+        address=to_checksum_address(lg["address"]),
+        topics=tuple(_bytes(t) for t in lg["topics"]),
+        data=_bytes(lg["data"]),
+        block_number=int(lg["blockNumber"]),
+        tx_hash=_hexstr(lg["transactionHash"]),
+        log_index=int(lg["logIndex"]),
+    )
+
+
+def _to_receipt(raw: Any) -> Receipt:
+    contract = raw.get("contractAddress")
+    return Receipt(
+        tx_hash=_hexstr(raw["transactionHash"]),
+        block_number=int(raw["blockNumber"]),
+        block_hash=_hexstr(raw["blockHash"]),
+        gas_used=int(raw["gasUsed"]),
+        status=int(raw["status"]),
+        contract_address=to_checksum_address(contract) if contract else None,
+        logs=tuple(_to_log(lg) for lg in raw.get("logs", [])),
+    )
