@@ -156,8 +156,14 @@ def log_append(
     file: Annotated[str, typer.Argument(help="A signed DSSE envelope (canonical JSON), or - for stdin.")],
     home: Home = None,
 ) -> None:
-    """Append a signed DSSE envelope after checking its signature; print its index."""
+    """Append a signed DSSE envelope after checking its signature; print its index.
+
+    The envelope must be RFC 8785 canonical JSON (one trailing newline is ignored)
+    and signed by this workspace's key or one added with `identity trust`.
+    """
     data = _read_input(file)
+    if data.endswith(b"\n"):  # editors add one; canonical JSON never ends in whitespace
+        data = data[:-1]
     with _open(home) as ws:
         if len(data) > 64 * 1024:
             raise InputError(f"entry is {len(data)} bytes; the limit is 65536")
@@ -170,8 +176,9 @@ def log_append(
 def log_get(index: int, home: Home = None) -> None:
     """Print entry INDEX (its bytes, verbatim)."""
     with _open(home) as ws:
-        sys.stdout.buffer.write(ws.log.get(_nonneg(index, "INDEX")))
-        sys.stdout.buffer.write(b"\n")
+        data = ws.log.get(_nonneg(index, "INDEX"))
+        # Byte-exact when piped (so `log get N > f` round-trips); a newline for people.
+        sys.stdout.buffer.write(data + b"\n" if sys.stdout.isatty() else data)
 
 
 @log_app.command("checkpoint")
@@ -300,7 +307,7 @@ def main() -> None:
     """Console entry point: run the app, turning every error into one line."""
     debug = bool(os.environ.get("AILEDGER_DEBUG"))
     try:
-        app()  # standalone: usage errors print one line and exit 2 by themselves
+        rv = app(standalone_mode=False)
     except Error as e:
         if debug:
             raise
@@ -309,7 +316,19 @@ def main() -> None:
         _fail("interrupted", 130)
     except BrokenPipeError:
         sys.exit(1)
-    except Exception as e:  # an unexpected bug: still one line, but say so
+    except typer.Abort:
+        _fail("aborted", 1)
+    except Exception as e:
+        if hasattr(e, "exit_code") and hasattr(e, "show"):
+            # typer's usage errors (its vendored click): show help when asked for
+            # none, else one line naming the problem.
+            if type(e).__name__ == "NoArgsIsHelpError":
+                e.show()
+                sys.exit(0)
+            ctx = getattr(e, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            _fail(f"{e.format_message()}{where}", int(e.exit_code))
         if debug:
             raise
         _fail(f"internal error: {type(e).__name__}: {e} (set AILEDGER_DEBUG=1 for a traceback)", 70)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -77,6 +77,6 @@ def _b64(s: str, what: str, any_length: bool = False) -> bytes:
         b = base64.b64decode(s, validate=True)
     except (binascii.Error, ValueError) as e:
         raise VerificationError(f"malformed receipt: {what} is not base64") from e
-    if not s or (not any_length and len(b) != merkle.HASH_SIZE):
+    if not any_length and len(b) != merkle.HASH_SIZE:
         raise VerificationError(f"malformed receipt: {what} is not a 32-byte hash")
     return b

@@ -359,10 +359,14 @@ class Log:
                 "SELECT idx, leaf, data FROM entries ORDER BY idx"
             ):
                 if idx != n:
+                    # Every later hash depends on the missing entry: report and stop.
                     problem(f"entry {n} is missing (next stored index is {idx})")
-                    n = idx
-                h = merkle.leaf_hash(bytes(data))
-                if h != bytes(leaf):
+                    break
+                if not isinstance(data, bytes) or not isinstance(leaf, bytes):
+                    problem(f"entry {n}: stored with the wrong type (not a blob)")
+                    data = data.encode() if isinstance(data, str) else bytes(data or b"")
+                h = merkle.leaf_hash(data)
+                if h != leaf:
                     problem(f"entry {n}: data does not match its stored leaf hash")
                 j, level = n, 0
                 while j & 1:
@@ -386,7 +390,7 @@ class Log:
                         r = merkle.node_hash(s, r)
                     self._fsck_checkpoint(n, r, cp_at, problem)
             total = self._db.execute("SELECT count(*) FROM nodes").fetchone()[0]
-            if total != expected_nodes:
+            if total != expected_nodes and not problems:
                 problem(f"{total - expected_nodes} unexpected stored nodes")
             for s in cp_at:
                 if s > n:

@@ -1,0 +1,3 @@
+from ailedger._cli.app import main
+
+main()
