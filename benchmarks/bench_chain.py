@@ -1,0 +1,187 @@
+"""Chain benchmark: anchor() gas by tree size, and anchors/s on both backends.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_chain.py [--runs 5] [--anchors 40]
+
+Needs anvil (``bash scripts/install_anvil.sh``) for the RPC figures; pass
+``--no-anvil`` to skip them. Prints markdown tables.
+
+Trees of up to 2**41 leaves are never materialised: leaf i is the entry
+``i mod 1024``, so every aligned full subtree of 1024 leaves or more at a given
+level has the same hash, and full-subtree hashes are memoised by
+(level, index mod period). Proofs are genuine RFC 9162 proofs of that tree and
+are checked with ailedger.merkle.verify_consistency before being sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from eth_account import Account
+
+from ailedger import merkle
+from ailedger._chain import CheckpointRegistryClient, EmbeddedBackend, RpcBackend, deploy_all
+from ailedger._chain._backend import ChainBackend
+
+ROOT = Path(__file__).resolve().parents[1]
+ANVIL = ROOT / ".tools/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+PERIOD_BITS = 10
+
+
+@lru_cache(maxsize=None)
+def _full(level: int, key: int) -> bytes:
+    if level == 0:
+        return merkle.leaf_hash(key.to_bytes(8, "big"))
+    return merkle.node_hash(_full(level - 1, _key(level - 1, 2 * key)),
+                            _full(level - 1, _key(level - 1, 2 * key + 1)))
+
+
+def _key(level: int, index: int) -> int:
+    return index % (1 << (PERIOD_BITS - level)) if level < PERIOD_BITS else 0
+
+
+def mth(lo: int, hi: int) -> bytes:
+    """Root of leaves [lo, hi) of the synthetic tree (lo aligned as in RFC 9162)."""
+    n = hi - lo
+    if n & (n - 1) == 0 and lo % n == 0:
+        level = n.bit_length() - 1
+        return _full(level, _key(level, lo >> level))
+    k = 1 << ((n - 1).bit_length() - 1)
+    return merkle.node_hash(mth(lo, lo + k), mth(lo + k, hi))
+
+
+def consistency(m: int, n: int) -> list[bytes]:
+    """RFC 9162 PROOF(m, D[n]) over the synthetic tree (mirrors ailedger.merkle)."""
+    out: list[bytes] = []
+    lo, hi, mm, complete = 0, n, m, True
+    while True:
+        if mm == hi - lo:
+            if not complete:
+                out.append(mth(lo, hi))
+            break
+        k = 1 << ((hi - lo - 1).bit_length() - 1)
+        if mm <= k:
+            out.append(mth(lo + k, hi))
+            hi = lo + k
+        else:
+            out.append(mth(lo, lo + k))
+            lo, mm, complete = lo + k, mm - k, False
+    out.reverse()
+    return out
+
+
+def worst_old_size(n: int) -> int:
+    """The old size (among a spread of candidates) with the longest proof to n."""
+    cands = {1, 3, n - 1, n // 2 + 1, n // 3, (n // 3) | 1, n - (n >> 2) - 1}
+    cands |= {n - (1 << j) - 1 for j in range(1, n.bit_length() - 1)}
+    cands = {c for c in cands if 0 < c < n}
+    return max(sorted(cands), key=lambda c: len(consistency(c, n)))
+
+
+_seq = iter(range(10**9))
+
+
+def new_log(reg: CheckpointRegistryClient) -> bytes:
+    log_id, _ = reg.register_log(f"bench.ailedger.local/{time.time_ns()}-{next(_seq)}", "vk")
+    return log_id
+
+
+def gas_row(reg: CheckpointRegistryClient, m: int, n: int) -> tuple[int, int]:
+    proof = consistency(m, n)
+    merkle.verify_consistency(m, n, proof, mth(0, m), mth(0, n))
+    log_id = new_log(reg)
+    reg.anchor(log_id, m, mth(0, m))
+    rec = reg.anchor(log_id, n, mth(0, n), proof)
+    assert rec.gas_used is not None
+    return len(proof), rec.gas_used
+
+
+def throughput(reg: CheckpointRegistryClient, anchors: int, base: int = 1 << 20) -> float:
+    """Anchors per second for consecutive checkpoints of one log (proofs pre-built)."""
+    log_id = new_log(reg)
+    reg.anchor(log_id, base, mth(0, base))
+    steps = [(base + 7 * (i + 1), consistency(base + 7 * i, base + 7 * (i + 1)))
+             for i in range(anchors)]
+    roots = [mth(0, s) for s, _ in steps]
+    t0 = time.perf_counter()
+    for (size, proof), root in zip(steps, roots):
+        reg.anchor(log_id, size, root, proof)
+    return anchors / (time.perf_counter() - t0)
+
+
+def setup(backend: ChainBackend, funder: object | None) -> CheckpointRegistryClient:
+    owner = Account.create()
+    if isinstance(backend, EmbeddedBackend):
+        backend.fund(owner.address)
+    else:
+        backend.send_value(Account.from_key(ANVIL_KEY), owner.address, 10**21)
+    dep = deploy_all(backend, owner)
+    return CheckpointRegistryClient(backend, dep.contracts["CheckpointRegistry"], owner)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--anchors", type=int, default=40)
+    ap.add_argument("--no-anvil", action="store_true")
+    args = ap.parse_args()
+
+    tmp = tempfile.TemporaryDirectory()
+    embedded = EmbeddedBackend(Path(tmp.name) / "bench.db")
+    reg_e = setup(embedded, None)
+    anvil = None
+    reg_r = None
+    if not args.no_anvil:
+        if not ANVIL.is_file():
+            print("anvil missing: run `bash scripts/install_anvil.sh` (or --no-anvil)",
+                  file=sys.stderr)
+            return 1
+        anvil = subprocess.Popen([str(ANVIL), "--host", "127.0.0.1", "--port", "18645",
+                                  "--silent"], stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                reg_r = setup(RpcBackend("http://127.0.0.1:18645"), None)
+                break
+            except Exception:
+                time.sleep(0.1)
+    try:
+        print("### anchor() gas by tree size\n")
+        print("| new size | old size | proof hashes | gas (embedded) | gas (anvil) |")
+        print("|---:|---:|---:|---:|---:|")
+        for k in range(10, 41, 5):
+            for n in (1 << k, (1 << k) + (1 << (k - 1)) - 1):
+                m = worst_old_size(n)
+                plen, gas_e = gas_row(reg_e, m, n)
+                gas_r = gas_row(reg_r, m, n)[1] if reg_r is not None else None
+                size = f"2^{k}" if n == 1 << k else f"2^{k}+2^{k-1}-1"
+                print(f"| {size} ({n}) | {m} | {plen} | {gas_e} | {gas_r if gas_r else '-'} |")
+        print("\n### anchors per second (consecutive anchors of one log, ~2^20 leaves)\n")
+        print(f"| backend | median of {args.runs} runs × {args.anchors} anchors | runs |")
+        print("|---|---:|---|")
+        for name, reg in (("embedded (SQLite file)", reg_e), ("rpc (anvil)", reg_r)):
+            if reg is None:
+                continue
+            runs = [throughput(reg, args.anchors) for _ in range(args.runs)]
+            print(f"| {name} | {statistics.median(runs):.1f} | "
+                  + ", ".join(f"{r:.1f}" for r in runs) + " |")
+        print(f"\nhash of this benchmark's tree definition: "
+              f"{hashlib.sha256(mth(0, 1 << 40)).hexdigest()[:16]} (root of 2^40)")
+    finally:
+        embedded.close()
+        if anvil is not None:
+            anvil.terminate()
+            anvil.wait()
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
