@@ -6,12 +6,33 @@ import ailedger
 
 
 def test_all_is_pinned() -> None:
-    assert sorted(ailedger.__all__) == sorted([
-        "ChainError", "Checkpoint", "Error", "FsckReport", "InputError", "KeyStoreError",
-        "LocalBlobStore", "Log", "LogError", "MemoryBlobStore", "NotFoundError", "Receipt",
-        "ReceiptResult", "VerificationError", "Verifier", "Workspace", "WorkspaceError",
-        "__version__", "merkle", "pae", "statement", "verify_envelope", "verify_receipt",
-    ])
+    assert sorted(ailedger.__all__) == sorted(
+        [
+            "ChainError",
+            "Checkpoint",
+            "Error",
+            "FsckReport",
+            "InputError",
+            "KeyStoreError",
+            "LocalBlobStore",
+            "Log",
+            "LogError",
+            "MemoryBlobStore",
+            "NotFoundError",
+            "Receipt",
+            "ReceiptResult",
+            "VerificationError",
+            "Verifier",
+            "Workspace",
+            "WorkspaceError",
+            "__version__",
+            "merkle",
+            "pae",
+            "statement",
+            "verify_envelope",
+            "verify_receipt",
+        ]
+    )
     for name in ailedger.__all__:
         assert hasattr(ailedger, name)
 
@@ -22,6 +43,13 @@ def test_stable_merkle_names() -> None:
 
 
 def test_every_error_is_an_ailedger_error() -> None:
-    for name in ("VerificationError", "InputError", "WorkspaceError", "KeyStoreError",
-                 "LogError", "NotFoundError", "ChainError"):
+    for name in (
+        "VerificationError",
+        "InputError",
+        "WorkspaceError",
+        "KeyStoreError",
+        "LogError",
+        "NotFoundError",
+        "ChainError",
+    ):
         assert issubclass(getattr(ailedger, name), ailedger.Error)

@@ -12,9 +12,15 @@ import pytest
 from .conftest import PYTHON, cli_env
 
 
-def run(home: Path, *args: str, input: bytes | None = None, ok: bool = True) -> subprocess.CompletedProcess[bytes]:
+def run(
+    home: Path, *args: str, input: bytes | None = None, ok: bool = True
+) -> subprocess.CompletedProcess[bytes]:
     p = subprocess.run(
-        [PYTHON, "-m", "ailedger", *args], env=cli_env(home), input=input, capture_output=True, timeout=120
+        [PYTHON, "-m", "ailedger", *args],
+        env=cli_env(home),
+        input=input,
+        capture_output=True,
+        timeout=120,
     )
     if ok:
         assert p.returncode == 0, p.stderr.decode()
@@ -40,7 +46,9 @@ def test_identity_show(home: Path) -> None:
     assert fields["name"].strip() == "carol"
     assert len(fields["keyid"].strip()) == 64
     assert fields["account"].strip().startswith("0x")
-    assert run(home, "log", "verifier-key").stdout.decode().strip() == fields["verifier key"].strip()
+    assert (
+        run(home, "log", "verifier-key").stdout.decode().strip() == fields["verifier key"].strip()
+    )
 
 
 def test_init_refuses_existing(home: Path) -> None:
@@ -53,7 +61,9 @@ def test_attest_then_verify_receipt(home: Path, tmp_path: Path) -> None:
     f.write_bytes(b"weights")
     pred = tmp_path / "pred.json"
     pred.write_text(json.dumps({"epochs": 3}))
-    out = run(home, "attest", str(f), "--type", "https://example.com/train/v1", "--predicate", str(pred)).stdout.decode()
+    out = run(
+        home, "attest", str(f), "--type", "https://example.com/train/v1", "--predicate", str(pred)
+    ).stdout.decode()
     first, receipt = out.split("\n", 1)
     index = int(first.split()[1])
     assert receipt.startswith("c2sp.org/tlog-proof@v1\n")
@@ -63,12 +73,29 @@ def test_attest_then_verify_receipt(home: Path, tmp_path: Path) -> None:
     entry.write_bytes(run(home, "log", "get", str(index)).stdout)
     vk = run(home, "log", "verifier-key").stdout.decode().strip()
     # without a workspace: everything from the command line
-    out = run(tmp_path / "nowhere", "verify-receipt", str(rfile), "--entry", str(entry), "--verifier-key", vk).stdout.decode()
+    out = run(
+        tmp_path / "nowhere",
+        "verify-receipt",
+        str(rfile),
+        "--entry",
+        str(entry),
+        "--verifier-key",
+        vk,
+    ).stdout.decode()
     assert f"OK: entry {index}" in out and "offline" in out
     out = run(home, "verify-receipt", str(rfile)).stdout.decode()
     assert "https://example.com/train/v1" in out
     # the wrong entry, a wrong key, a garbage receipt
-    run(tmp_path / "nowhere", "verify-receipt", str(rfile), "--entry", str(f), "--verifier-key", vk, ok=False)
+    run(
+        tmp_path / "nowhere",
+        "verify-receipt",
+        str(rfile),
+        "--entry",
+        str(f),
+        "--verifier-key",
+        vk,
+        ok=False,
+    )
     other = vk.split("+")[0] + "+00000000+" + base64.b64encode(b"\x01" + b"\x00" * 32).decode()
     run(home, "verify-receipt", str(rfile), "--verifier-key", other, ok=False)
     (tmp_path / "garbage").write_text("hello\n")
@@ -87,7 +114,10 @@ def test_log_append_roundtrip_and_rejections(home: Path, tmp_path: Path) -> None
     assert idx == size
     before = run(home, "log", "checkpoint").stdout
     bad_inputs = [
-        b"", b"not json", b"{}", json.dumps(json.loads(env), indent=1).encode(),  # non-canonical
+        b"",
+        b"not json",
+        b"{}",
+        json.dumps(json.loads(env), indent=1).encode(),  # non-canonical
         env.replace(b'"sig":"', b'"sig":"AAAA'),  # bad signature
         b"x" * 70000,
     ]
@@ -124,7 +154,9 @@ def test_proofs_and_consistency(home: Path, tmp_path: Path) -> None:
     run(home, "log", "consistency", "0", ok=False)
     run(home, "log", "consistency", "1", str(size + 10), ok=False)
     run(home, "log", "get", "999999", ok=False)
-    p = subprocess.run([PYTHON, "-m", "ailedger", "log", "get", "abc"], env=cli_env(home), capture_output=True)
+    p = subprocess.run(
+        [PYTHON, "-m", "ailedger", "log", "get", "abc"], env=cli_env(home), capture_output=True
+    )
     assert p.returncode == 2 and b"Traceback" not in p.stderr
 
 
@@ -138,7 +170,9 @@ def test_fsck_ok_then_detects_tamper(tmp_path: Path) -> None:
     run(h, "attest", str(f), "--type", "https://example.com/x/v1")
     assert b"ok: 1 entries" in run(h, "log", "fsck").stdout
     db = sqlite3.connect(h / "log.sqlite")
-    db.execute("UPDATE entries SET data = CAST(replace(CAST(data AS TEXT), 'payload', 'payloaD') AS BLOB)")
+    db.execute(
+        "UPDATE entries SET data = CAST(replace(CAST(data AS TEXT), 'payload', 'payloaD') AS BLOB)"
+    )
     db.commit()
     db.close()
     p = run(h, "log", "fsck", ok=False)
@@ -153,4 +187,6 @@ def test_missing_workspace_is_one_line(tmp_path: Path) -> None:
 def test_demo_runs(tmp_path: Path) -> None:
     p = run(tmp_path, "demo")
     out = p.stdout.decode()
-    assert "caught: fsck" in out and "caught: receipt verification" in out and "Demo finished" in out
+    assert (
+        "caught: fsck" in out and "caught: receipt verification" in out and "Demo finished" in out
+    )

@@ -76,7 +76,11 @@ def test_sigkill_during_appends(tmp_path: Path, kill_after: int) -> None:
             old = open_checkpoint(note, ws.verifier)
             if old.size:
                 merkle.verify_consistency(
-                    old.size, final.size, ws.log.consistency_proof(old.size, final.size), old.root, final.root
+                    old.size,
+                    final.size,
+                    ws.log.consistency_proof(old.size, final.size),
+                    old.root,
+                    final.root,
                 )
         assert isinstance(final, Checkpoint)
     finally:

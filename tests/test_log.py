@@ -35,9 +35,16 @@ def test_append_get_and_reference_proofs(ws: ailedger.Workspace) -> None:
             assert ws.log.consistency_proof(m, n) == merkle.consistency_proof(m, hashes[:n])
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batches=st.lists(st.lists(st.binary(max_size=16), max_size=20), min_size=1, max_size=8), data=st.data())
-def test_random_batches_match_reference(tmp_path: Path, batches: list[list[bytes]], data: st.DataObject) -> None:
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batches=st.lists(st.lists(st.binary(max_size=16), max_size=20), min_size=1, max_size=8),
+    data=st.data(),
+)
+def test_random_batches_match_reference(
+    tmp_path: Path, batches: list[list[bytes]], data: st.DataObject
+) -> None:
     import uuid
 
     w = ailedger.Workspace.init(tmp_path / uuid.uuid4().hex, name="p")
@@ -56,7 +63,9 @@ def test_random_batches_match_reference(tmp_path: Path, batches: list[list[bytes
             proof = w.log.inclusion_proof(i, size)
             merkle.verify_inclusion(hashes[i], i, size, proof, merkle.root(all_entries[:size]))
             m = data.draw(st.integers(1, n))
-            merkle.verify_consistency(m, n, w.log.consistency_proof(m, n), w.log.root(m), w.log.root(n))
+            merkle.verify_consistency(
+                m, n, w.log.consistency_proof(m, n), w.log.root(m), w.log.root(n)
+            )
         assert w.log.fsck().ok
     finally:
         w.close()
@@ -134,7 +143,10 @@ def _tamper(path: Path, sql: str, *args: object) -> None:
         ("DELETE FROM nodes WHERE id = (1 << 50) | 5", "node (1, 5)"),
         ("DELETE FROM entries WHERE idx = 50", "entry 50 is missing"),
         ("UPDATE checkpoints SET root = zeroblob(32) WHERE size = 64", "checkpoint at size 64"),
-        ("UPDATE checkpoints SET note = replace(note, '64', '65') WHERE size = 64", "checkpoint at size 64"),
+        (
+            "UPDATE checkpoints SET note = replace(note, '64', '65') WHERE size = 64",
+            "checkpoint at size 64",
+        ),
         ("INSERT INTO nodes VALUES ((9 << 50) | 7, zeroblob(32))", "unexpected"),
     ],
 )
@@ -167,7 +179,9 @@ def test_refuses_to_sign_over_a_rewritten_history(ws: ailedger.Workspace) -> Non
     path = ws.path
     ws.close()
     # a rewritten interior hash would make every later checkpoint a split view
-    _tamper(path / "log.sqlite", "UPDATE nodes SET hash=? WHERE id=1 << 50", merkle.leaf_hash(b"forged"))
+    _tamper(
+        path / "log.sqlite", "UPDATE nodes SET hash=? WHERE id=1 << 50", merkle.leaf_hash(b"forged")
+    )
     w2 = ailedger.Workspace.open(path)
     w2.log.append(b"c")
     with pytest.raises(LogError, match="refusing to sign"):
@@ -195,5 +209,8 @@ def test_two_processes_append_safely(ws: ailedger.Workspace) -> None:
     rep = ws.log.fsck()
     assert rep.ok, rep.problems
     entries = sorted(ws.log.get(i) for i in range(180))
-    assert entries == sorted([b"p%d-%d" % (t, i) for t in range(2) for i in range(60)] + [b"main-%d" % i for i in range(60)])
+    assert entries == sorted(
+        [b"p%d-%d" % (t, i) for t in range(2) for i in range(60)]
+        + [b"main-%d" % i for i in range(60)]
+    )
     assert _cp(ws.log.checkpoint()).root == merkle.root([ws.log.get(i) for i in range(180)])

@@ -61,8 +61,8 @@ def ref_path(m: int, d: list[bytes]) -> list[bytes]:
         return []
     k = 1 << ((n - 1).bit_length() - 1)
     if m < k:
-        return ref_path(m, d[:k]) + [ref_mth(d[k:])]
-    return ref_path(m - k, d[k:]) + [ref_mth(d[:k])]
+        return [*ref_path(m, d[:k]), ref_mth(d[k:])]
+    return [*ref_path(m - k, d[k:]), ref_mth(d[:k])]
 
 
 def ref_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
@@ -71,8 +71,8 @@ def ref_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
         return [] if b else [ref_mth(d)]
     k = 1 << ((n - 1).bit_length() - 1)
     if m <= k:
-        return ref_subproof(m, d[:k], b) + [ref_mth(d[k:])]
-    return ref_subproof(m - k, d[k:], False) + [ref_mth(d[:k])]
+        return [*ref_subproof(m, d[:k], b), ref_mth(d[k:])]
+    return [*ref_subproof(m - k, d[k:], False), ref_mth(d[:k])]
 
 
 def test_known_values() -> None:
@@ -80,7 +80,10 @@ def test_known_values() -> None:
     assert merkle.leaf_hash(b"") == bytes.fromhex(
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
     )
-    assert merkle.node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    assert (
+        merkle.node_hash(b"a" * 32, b"b" * 32)
+        == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    )
 
 
 leaves = st.lists(st.binary(max_size=8), min_size=1, max_size=70)
@@ -107,10 +110,10 @@ def _mutations(proof: list[bytes]) -> list[list[bytes]]:
     for j in range(len(proof)):
         flipped = bytearray(proof[j])
         flipped[j % 32] ^= 1
-        out.append(proof[:j] + [bytes(flipped)] + proof[j + 1 :])
+        out.append([*proof[:j], bytes(flipped), *proof[j + 1 :]])
         out.append(proof[:j] + proof[j + 1 :])
-    out.append(proof + [b"\x00" * 32])
-    out.append([b"\x00" * 32] + proof)
+    out.append([*proof, b"\x00" * 32])
+    out.append([b"\x00" * 32, *proof])
     if len(proof) > 1:
         out.append(list(reversed(proof)))
     return [p for p in out if p != proof]

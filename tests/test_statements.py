@@ -13,13 +13,22 @@ from hypothesis import strategies as st
 
 from ailedger import InputError, Receipt, VerificationError, Verifier, pae, statement
 from ailedger._crypto.keys import keyid_of
-from ailedger._log.note import Checkpoint, key_id, open_checkpoint, open_note, sign_note, verifier_key
+from ailedger._log.note import (
+    Checkpoint,
+    key_id,
+    open_checkpoint,
+    open_note,
+    sign_note,
+    verifier_key,
+)
 from ailedger._statements import dsse, intoto
 
 KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 PUB = KEY.public_key().public_bytes_raw()
 KID = keyid_of(PUB)
-ST = statement([{"name": "m.bin", "digest": {"sha256": "ab" * 32}}], "https://example.com/p/v1", {"x": 1.5})
+ST = statement(
+    [{"name": "m.bin", "digest": {"sha256": "ab" * 32}}], "https://example.com/p/v1", {"x": 1.5}
+)
 
 
 def test_pae_matches_dsse_spec_example() -> None:
@@ -64,7 +73,14 @@ def test_verify_accepts_urlsafe_base64_and_fails_closed() -> None:
     url = {
         "payload": base64.urlsafe_b64encode(base64.b64decode(env["payload"])).decode().rstrip("="),
         "payloadType": "t",
-        "signatures": [{"keyid": KID, "sig": base64.urlsafe_b64encode(base64.b64decode(env["signatures"][0]["sig"])).decode()}],
+        "signatures": [
+            {
+                "keyid": KID,
+                "sig": base64.urlsafe_b64encode(
+                    base64.b64decode(env["signatures"][0]["sig"])
+                ).decode(),
+            }
+        ],
     }
     assert dsse.verify(url, {KID: PUB})[0] == b"\xfb\xff\xfe" * 10
     with pytest.raises(VerificationError):
@@ -82,7 +98,11 @@ def test_verify_accepts_urlsafe_base64_and_fails_closed() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        b"", b"[]", b"{", b'{"payload":1}', b'{"payload":"","payloadType":"t","signatures":[]}',
+        b"",
+        b"[]",
+        b"{",
+        b'{"payload":1}',
+        b'{"payload":"","payloadType":"t","signatures":[]}',
         b'{"payload":"","payloadType":"t","signatures":[{"keyid":"a"}]}',
         b'{"payloadType":"t","payload":"","signatures":[{"sig":"AA=="}]}',  # not canonical
         b'{"payload": "", "payloadType":"t","signatures":[{"sig":"AA=="}]}',
@@ -99,14 +119,44 @@ def test_parse_rejects_malformed_envelopes(data: bytes) -> None:
     "bad",
     [
         {},
-        {"_type": "https://in-toto.io/Statement/v0.1", "subject": [{"digest": {"sha256": "a" * 64}}], "predicateType": "https://x/y"},
+        {
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "subject": [{"digest": {"sha256": "a" * 64}}],
+            "predicateType": "https://x/y",
+        },
         {"_type": intoto.STATEMENT_TYPE, "subject": [], "predicateType": "https://x/y"},
-        {"_type": intoto.STATEMENT_TYPE, "subject": [{"digest": {"sha256": "A" * 64}}], "predicateType": "https://x/y"},
-        {"_type": intoto.STATEMENT_TYPE, "subject": [{"digest": {"sha256": "a" * 63}}], "predicateType": "https://x/y"},
-        {"_type": intoto.STATEMENT_TYPE, "subject": [{"digest": {}}], "predicateType": "https://x/y"},
-        {"_type": intoto.STATEMENT_TYPE, "subject": [{"digest": {"sha256": "a" * 64}}], "predicateType": "nope"},
-        {"_type": intoto.STATEMENT_TYPE, "subject": [{"digest": {"sha256": "a" * 64}}], "predicateType": "https://x/y", "predicate": []},
-        {"_type": intoto.STATEMENT_TYPE, "subject": [{"digest": {"sha256": "a" * 64}}], "predicateType": "https://x/y", "extra": 1},
+        {
+            "_type": intoto.STATEMENT_TYPE,
+            "subject": [{"digest": {"sha256": "A" * 64}}],
+            "predicateType": "https://x/y",
+        },
+        {
+            "_type": intoto.STATEMENT_TYPE,
+            "subject": [{"digest": {"sha256": "a" * 63}}],
+            "predicateType": "https://x/y",
+        },
+        {
+            "_type": intoto.STATEMENT_TYPE,
+            "subject": [{"digest": {}}],
+            "predicateType": "https://x/y",
+        },
+        {
+            "_type": intoto.STATEMENT_TYPE,
+            "subject": [{"digest": {"sha256": "a" * 64}}],
+            "predicateType": "nope",
+        },
+        {
+            "_type": intoto.STATEMENT_TYPE,
+            "subject": [{"digest": {"sha256": "a" * 64}}],
+            "predicateType": "https://x/y",
+            "predicate": [],
+        },
+        {
+            "_type": intoto.STATEMENT_TYPE,
+            "subject": [{"digest": {"sha256": "a" * 64}}],
+            "predicateType": "https://x/y",
+            "extra": 1,
+        },
     ],
 )
 def test_statement_validation(bad: dict) -> None:  # type: ignore[type-arg]
@@ -128,9 +178,14 @@ def test_verifier_key_format() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "a+b", "name+zzzzzzzz+AQ==", "na me+00000000+" + base64.b64encode(b"\x01" + PUB).decode(),
-     "n+00000000+" + base64.b64encode(b"\x01" + PUB).decode(),
-     "n+" + key_id("n", PUB).hex() + "+" + base64.b64encode(b"\x02" + PUB).decode()],
+    [
+        "",
+        "a+b",
+        "name+zzzzzzzz+AQ==",
+        "na me+00000000+" + base64.b64encode(b"\x01" + PUB).decode(),
+        "n+00000000+" + base64.b64encode(b"\x01" + PUB).decode(),
+        "n+" + key_id("n", PUB).hex() + "+" + base64.b64encode(b"\x02" + PUB).decode(),
+    ],
 )
 def test_verifier_key_rejects_garbage(bad: str) -> None:
     with pytest.raises(InputError):
@@ -152,7 +207,9 @@ def test_note_roundtrip_and_tamper() -> None:
             open_checkpoint(bytes(b), v)
     with pytest.raises(VerificationError):
         open_note(note, [])
-    other = Verifier.parse(verifier_key(name, ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()))
+    other = Verifier.parse(
+        verifier_key(name, ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+    )
     with pytest.raises(VerificationError):
         open_note(note, [other])
     # an unknown cosigner is ignored, a known one must verify
@@ -161,12 +218,23 @@ def test_note_roundtrip_and_tamper() -> None:
 
 
 def test_checkpoint_origin_must_match_key_name() -> None:
-    note = sign_note(Checkpoint("other.example/log", 1, b"\x00" * 32).text(), "example.com/log", KEY)
+    note = sign_note(
+        Checkpoint("other.example/log", 1, b"\x00" * 32).text(), "example.com/log", KEY
+    )
     with pytest.raises(VerificationError, match="origin"):
         open_checkpoint(note, Verifier.parse(verifier_key("example.com/log", PUB)))
 
 
-@pytest.mark.parametrize("body", ["o\n01\n" + "A" * 43 + "=\n", "o\n1\nAAAA\n", "o\n-1\n" + "A" * 43 + "=\n", "\n1\n" + "A" * 43 + "=\n", "o\n1\n"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "o\n01\n" + "A" * 43 + "=\n",
+        "o\n1\nAAAA\n",
+        "o\n-1\n" + "A" * 43 + "=\n",
+        "\n1\n" + "A" * 43 + "=\n",
+        "o\n1\n",
+    ],
+)
 def test_checkpoint_parse_rejects(body: str) -> None:
     with pytest.raises(VerificationError):
         Checkpoint.parse(body)
@@ -176,7 +244,11 @@ def test_checkpoint_parse_rejects(body: str) -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.integers(0, 2**40), st.lists(st.binary(min_size=32, max_size=32), max_size=10), st.one_of(st.none(), st.binary(max_size=40)))
+@given(
+    st.integers(0, 2**40),
+    st.lists(st.binary(min_size=32, max_size=32), max_size=10),
+    st.one_of(st.none(), st.binary(max_size=40)),
+)
 def test_receipt_roundtrip(index: int, proof: list[bytes], extra: bytes | None) -> None:
     r = Receipt(index, tuple(proof), "o\n1\n" + "A" * 43 + "=\n\n— o AAAA\n", extra)
     assert Receipt.parse(r.text()) == r
@@ -184,9 +256,15 @@ def test_receipt_roundtrip(index: int, proof: list[bytes], extra: bytes | None) 
 
 @pytest.mark.parametrize(
     "text",
-    ["", "c2sp.org/tlog-proof@v1\n", "c2sp.org/tlog-proof@v2\nindex 0\n\nx\n",
-     "c2sp.org/tlog-proof@v1\nindex 01\n\nx\n", "c2sp.org/tlog-proof@v1\nindex 1\nAAAA\n\nx\n",
-     "c2sp.org/tlog-proof@v1\nextra !!\nindex 1\n\nx\n", "garbage\x00\n\n"],
+    [
+        "",
+        "c2sp.org/tlog-proof@v1\n",
+        "c2sp.org/tlog-proof@v2\nindex 0\n\nx\n",
+        "c2sp.org/tlog-proof@v1\nindex 01\n\nx\n",
+        "c2sp.org/tlog-proof@v1\nindex 1\nAAAA\n\nx\n",
+        "c2sp.org/tlog-proof@v1\nextra !!\nindex 1\n\nx\n",
+        "garbage\x00\n\n",
+    ],
 )
 def test_receipt_parse_rejects(text: str) -> None:
     with pytest.raises(VerificationError):

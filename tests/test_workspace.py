@@ -13,7 +13,9 @@ import ailedger
 from ailedger import InputError, KeyStoreError, WorkspaceError, statement
 from ailedger._statements import dsse
 
-ST = statement([{"name": "d", "digest": {"sha256": "0" * 64}}], "https://example.com/t/v1", {"n": 1})
+ST = statement(
+    [{"name": "d", "digest": {"sha256": "0" * 64}}], "https://example.com/t/v1", {"n": 1}
+)
 
 
 def test_init_on_missing_and_empty_folder(tmp_path: Path) -> None:

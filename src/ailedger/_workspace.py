@@ -257,10 +257,7 @@ class Workspace:
 
         With ``size``, against the checkpoint issued at that size, which must exist.
         """
-        if size is None:
-            note = self.log.checkpoint()
-        else:
-            note = self.log.checkpoint_at(size)
+        note = self.log.checkpoint() if size is None else self.log.checkpoint_at(size)
         cp = Checkpoint.parse(note[: note.rfind("\n\n") + 1])
         proof = self.log.inclusion_proof(index, cp.size)
         return Receipt(index, tuple(proof), note).text()

@@ -8,14 +8,14 @@ wrong and, where there is one, what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "ChainError",
     "Error",
     "InputError",
-    "VerificationError",
-    "WorkspaceError",
     "KeyStoreError",
     "LogError",
     "NotFoundError",
-    "ChainError",
+    "VerificationError",
+    "WorkspaceError",
 ]
 
 

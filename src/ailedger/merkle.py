@@ -22,17 +22,17 @@ from collections.abc import Sequence
 from .errors import VerificationError
 
 __all__ = [
-    "HASH_SIZE",
     "EMPTY_ROOT",
+    "HASH_SIZE",
+    "consistency_proof",
+    "inclusion_proof",
     "leaf_hash",
     "node_hash",
     "root",
-    "root_from_leaf_hashes",
-    "inclusion_proof",
-    "consistency_proof",
-    "verify_inclusion",
-    "verify_consistency",
     "root_from_inclusion_proof",
+    "root_from_leaf_hashes",
+    "verify_consistency",
+    "verify_inclusion",
 ]
 
 HASH_SIZE = 32

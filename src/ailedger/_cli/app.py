@@ -29,7 +29,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-log_app = typer.Typer(help="The Merkle log: append, read, checkpoint, prove, fsck.", no_args_is_help=True)
+log_app = typer.Typer(
+    help="The Merkle log: append, read, checkpoint, prove, fsck.", no_args_is_help=True
+)
 identity_app = typer.Typer(help="This workspace's identity.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
 app.add_typer(identity_app, name="identity")
@@ -73,7 +75,11 @@ def init(
     target = resolve_home(home)
     ws = Workspace.init(target, name=name)
     with ws:
-        enc = "encrypted" if os.environ.get("AILEDGER_PASSPHRASE") else "not encrypted (set AILEDGER_PASSPHRASE to encrypt)"
+        enc = (
+            "encrypted"
+            if os.environ.get("AILEDGER_PASSPHRASE")
+            else "not encrypted (set AILEDGER_PASSPHRASE to encrypt)"
+        )
         _out(f"initialised workspace {target}")
         _out(f"name:         {ws.name}")
         _out(f"keyid:        {ws.keyid}")
@@ -122,7 +128,9 @@ def _parse_pubkey(text: str) -> bytes:
 
 @app.command()
 def attest(
-    paths: Annotated[list[Path], typer.Argument(help="Files to attest (their sha256 are the subjects).")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files to attest (their sha256 are the subjects).")
+    ],
     type_: Annotated[str, typer.Option("--type", help="predicateType URI.")],
     predicate: Annotated[
         Path | None, typer.Option(help="JSON file with the predicate object.")
@@ -153,7 +161,9 @@ def attest(
 
 @log_app.command("append")
 def log_append(
-    file: Annotated[str, typer.Argument(help="A signed DSSE envelope (canonical JSON), or - for stdin.")],
+    file: Annotated[
+        str, typer.Argument(help="A signed DSSE envelope (canonical JSON), or - for stdin.")
+    ],
     home: Home = None,
 ) -> None:
     """Append a signed DSSE envelope after checking its signature; print its index.
@@ -255,33 +265,36 @@ def verify_receipt_cmd(
     text = _read_input(receipt)
     parsed = Receipt.parse(text)
     ws = None
+    if entry is None or verifier_key is None:
+        try:
+            ws = _open(home)
+        except Error as e:
+            raise InputError(f"{e}; or pass --entry and --verifier-key") from e
     try:
-        if entry is None or verifier_key is None:
-            try:
-                ws = _open(home)
-            except Error as e:
-                raise InputError(
-                    f"{e}; pass --entry and --verifier-key to verify without a workspace"
-                ) from e
-        vk = Verifier.parse(verifier_key) if verifier_key else ws.verifier if ws else None
-        if vk is None:  # pragma: no cover - guarded above
-            raise InputError("no verifier key")
-        data = _read_input(str(entry)) if entry is not None else ws.log.get(parsed.index)  # type: ignore[union-attr]
+        vk = Verifier.parse(verifier_key) if verifier_key else _need(ws).verifier
+        data = _read_input(str(entry)) if entry is not None else _need(ws).log.get(parsed.index)
         res = verify_receipt(text, data, vk)
-        _out(f"OK: entry {res.index} is in {res.checkpoint.origin} at tree size {res.checkpoint.size}")
-        _out(f"root: {base64.b64encode(res.checkpoint.root).decode()}")
-        if ws is not None and res.statement is not None:
-            try:
-                _, signers = verify_envelope(data, ws.trusted_keys())
-                _out(f"statement signed by keyid {signers[0]}")
-            except VerificationError:
-                _out("statement signer: not a key this workspace trusts")
+        cp = res.checkpoint
+        _out(f"OK: entry {res.index} is in {cp.origin} at tree size {cp.size}")
+        _out(f"root: {base64.b64encode(cp.root).decode()}")
         if res.statement is not None:
+            if ws is not None:
+                try:
+                    _, signers = verify_envelope(data, ws.trusted_keys())
+                    _out(f"statement signed by keyid {signers[0]}")
+                except VerificationError:
+                    _out("statement signer: not a key this workspace trusts")
             _out(f"predicateType: {res.statement['predicateType']}")
         _out("anchor: not checked (offline: signatures and proofs only)")
     finally:
         if ws is not None:
             ws.close()
+
+
+def _need(ws: Workspace | None) -> Workspace:
+    if ws is None:  # only reachable if the option logic above changes
+        raise InputError("a workspace is needed for this")
+    return ws
 
 
 @app.command()
@@ -327,7 +340,7 @@ def main() -> None:
                 sys.exit(0)
             ctx = getattr(e, "ctx", None)
             where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-            _fail(f"{e.format_message()}{where}", int(e.exit_code))
+            _fail(f"{e.format_message()}{where}", int(e.exit_code))  # type: ignore[attr-defined]
         if debug:
             raise
         _fail(f"internal error: {type(e).__name__}: {e} (set AILEDGER_DEBUG=1 for a traceback)", 70)

@@ -36,7 +36,7 @@ def _caught(msg: str) -> None:
     console.print(f"  [red]✘ caught:[/red] {msg}")
 
 
-class DemoFailed(Error):
+class DemoFailedError(Error):
     pass
 
 
@@ -71,25 +71,37 @@ def _story(tmp: Path) -> None:
     dataset = b"age,bp,outcome\n63,145,1\n37,130,0\n41,130,0\n56,120,1\n"
     model = b"\x00weights:" + hashlib.sha256(dataset).digest()
     story = [
-        ("dataset registered", statement(
-            [{"name": "heart.csv", "digest": _digest(dataset)}],
-            "https://ailedger.dev/dataset/v1",
-            {"records": 4, "license": "CC-BY-4.0", "schema": ["age", "bp", "outcome"]},
-        )),
-        ("model trained", statement(
-            [{"name": "model.bin", "digest": _digest(model)}],
-            "https://slsa.dev/provenance/v1",
-            {"buildDefinition": {
-                "buildType": "https://ailedger.dev/training/v1",
-                "externalParameters": {"epochs": 5, "lr": 0.01},
-                "resolvedDependencies": [{"name": "heart.csv", "digest": _digest(dataset)}],
-            }, "runDetails": {"builder": {"id": "https://ailedger.dev/builder/local"}}},
-        )),
-        ("model evaluated", statement(
-            [{"name": "model.bin", "digest": _digest(model)}],
-            "https://ailedger.dev/evaluation/v1",
-            {"metric": "accuracy", "value": "0.75", "dataset": _digest(dataset)},
-        )),
+        (
+            "dataset registered",
+            statement(
+                [{"name": "heart.csv", "digest": _digest(dataset)}],
+                "https://ailedger.dev/dataset/v1",
+                {"records": 4, "license": "CC-BY-4.0", "schema": ["age", "bp", "outcome"]},
+            ),
+        ),
+        (
+            "model trained",
+            statement(
+                [{"name": "model.bin", "digest": _digest(model)}],
+                "https://slsa.dev/provenance/v1",
+                {
+                    "buildDefinition": {
+                        "buildType": "https://ailedger.dev/training/v1",
+                        "externalParameters": {"epochs": 5, "lr": 0.01},
+                        "resolvedDependencies": [{"name": "heart.csv", "digest": _digest(dataset)}],
+                    },
+                    "runDetails": {"builder": {"id": "https://ailedger.dev/builder/local"}},
+                },
+            ),
+        ),
+        (
+            "model evaluated",
+            statement(
+                [{"name": "model.bin", "digest": _digest(model)}],
+                "https://ailedger.dev/evaluation/v1",
+                {"metric": "accuracy", "value": "0.75", "dataset": _digest(dataset)},
+            ),
+        ),
     ]
     indices = []
     for what, st in story:
@@ -97,8 +109,11 @@ def _story(tmp: Path) -> None:
         indices.append(i)
         _ok(f"{what:<20} → log index {i}")
     batch = [
-        statement([{"name": f"prediction-{k}", "digest": _digest(b"%d" % k)}],
-                  "https://ailedger.dev/prediction/v1", {"output": k % 2})
+        statement(
+            [{"name": f"prediction-{k}", "digest": _digest(b"%d" % k)}],
+            "https://ailedger.dev/prediction/v1",
+            {"output": k % 2},
+        )
         for k in range(1000)
     ]
     first = ws.record_many(batch)
@@ -120,8 +135,13 @@ def _story(tmp: Path) -> None:
 
     _step("5. The log only grows: consistency between two checkpoints")
     old = Checkpoint.parse(note[: note.rfind("\n\n") + 1])
-    ws.record(statement([{"name": "model.bin", "digest": _digest(model)}],
-                        "https://ailedger.dev/deployment/v1", {"env": "staging"}))
+    ws.record(
+        statement(
+            [{"name": "model.bin", "digest": _digest(model)}],
+            "https://ailedger.dev/deployment/v1",
+            {"env": "staging"},
+        )
+    )
     new = Checkpoint.parse(ws.log.checkpoint().split("\n\n")[0] + "\n")
     proof = ws.log.consistency_proof(old.size, new.size)
     merkle.verify_consistency(old.size, new.size, proof, old.root, new.root)
@@ -141,7 +161,7 @@ def _story(tmp: Path) -> None:
     ws = Workspace.open(ws.path)
     rep = ws.log.fsck()
     if rep.ok:
-        raise DemoFailed("fsck did not notice the modified entry")
+        raise DemoFailedError("fsck did not notice the modified entry")
     for p in rep.problems[:3]:
         _caught(f"fsck: {p}")
     if len(rep.problems) > 3:
@@ -151,7 +171,7 @@ def _story(tmp: Path) -> None:
     except VerificationError as e:
         _caught(f"receipt verification: {e}")
     else:
-        raise DemoFailed("a receipt verified against a modified entry")
+        raise DemoFailedError("a receipt verified against a modified entry")
     forged = receipts[indices[0]].replace(
         base64.b64encode(old.root).decode(), base64.b64encode(bytes(32)).decode()
     )
@@ -160,5 +180,5 @@ def _story(tmp: Path) -> None:
     except VerificationError as e:
         _caught(f"forged checkpoint root: {e}")
     else:
-        raise DemoFailed("a receipt with a forged checkpoint verified")
+        raise DemoFailedError("a receipt with a forged checkpoint verified")
     ws.close()

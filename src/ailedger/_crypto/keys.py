@@ -109,10 +109,17 @@ class Identity:
         if passphrase:
             salt, nonce = os.urandom(16), os.urandom(12)
             key = _kdf(passphrase, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
-            ct = ChaCha20Poly1305(key).encrypt(nonce, json.dumps(secrets).encode(), _FORMAT.encode())
+            ct = ChaCha20Poly1305(key).encrypt(
+                nonce, json.dumps(secrets).encode(), _FORMAT.encode()
+            )
             doc["encrypted"] = {
-                "kdf": {"name": "scrypt", "n": _SCRYPT_N, "r": _SCRYPT_R, "p": _SCRYPT_P,
-                        "salt": _b64(salt)},
+                "kdf": {
+                    "name": "scrypt",
+                    "n": _SCRYPT_N,
+                    "r": _SCRYPT_R,
+                    "p": _SCRYPT_P,
+                    "salt": _b64(salt),
+                },
                 "cipher": "chacha20-poly1305",
                 "nonce": _b64(nonce),
                 "ciphertext": _b64(ct),

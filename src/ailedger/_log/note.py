@@ -207,6 +207,7 @@ def open_checkpoint(note: str | bytes, verifier: Verifier) -> Checkpoint:
     cp = Checkpoint.parse(text)
     if cp.origin != verifier.name:
         raise VerificationError(
-            f"checkpoint origin {cp.origin!r} does not match the verifier key name {verifier.name!r}"
+            f"checkpoint origin {cp.origin!r} does not match"
+            f" the verifier key name {verifier.name!r}"
         )
     return cp

@@ -85,9 +85,7 @@ class Log:
         self._verifier = verifier
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
-            self._db.executescript(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; " + _SCHEMA
-            )
+            self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; " + _SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
         except sqlite3.DatabaseError as e:
             raise LogError(f"{path} is not a usable log database: {e}") from e
@@ -132,7 +130,9 @@ class Log:
         else:
             row = self._db.execute("SELECT hash FROM nodes WHERE id=?", (nid,)).fetchone()
         if row is None:
-            raise LogError(f"log storage is missing node ({level}, {index}): run `ailedger log fsck`")
+            raise LogError(
+                f"log storage is missing node ({level}, {index}): run `ailedger log fsck`"
+            )
         h = bytes(row[0])
         if level >= 8:  # upper levels are few and hot in every proof
             self._node_cache[nid] = h
@@ -303,9 +303,7 @@ class Log:
         return acc
 
     def latest_checkpoint(self) -> str | None:
-        row = self._db.execute(
-            "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1"
-        ).fetchone()
+        row = self._db.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         return None if row is None else str(row[0])
 
     def checkpoint_at(self, size: int) -> str:
@@ -386,15 +384,15 @@ class Log:
                 n += 1
                 if n in cp_at:
                     r = stack[-1]
-                    for s in reversed(stack[:-1]):
-                        r = merkle.node_hash(s, r)
+                    for left in reversed(stack[:-1]):
+                        r = merkle.node_hash(left, r)
                     self._fsck_checkpoint(n, r, cp_at, problem)
             total = self._db.execute("SELECT count(*) FROM nodes").fetchone()[0]
             if total != expected_nodes and not problems:
                 problem(f"{total - expected_nodes} unexpected stored nodes")
-            for s in cp_at:
-                if s > n:
-                    problem(f"checkpoint at size {s} is beyond the log (size {n})")
+            for cp_size in cp_at:
+                if cp_size > n:
+                    problem(f"checkpoint at size {cp_size} is beyond the log (size {n})")
         return FsckReport(n, len(cp_at), tuple(problems))
 
     def _fsck_checkpoint(

@@ -32,9 +32,7 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
 
 
-def sign(
-    payload: bytes, payload_type: str, key: ed25519.Ed25519PrivateKey, keyid: str
-) -> Envelope:
+def sign(payload: bytes, payload_type: str, key: ed25519.Ed25519PrivateKey, keyid: str) -> Envelope:
     sig = key.sign(pae(payload_type, payload))
     return {
         "payload": base64.b64encode(payload).decode(),
@@ -54,9 +52,11 @@ def to_bytes(env: Envelope) -> bytes:
     ):
         # Fast path, byte-identical to rfc8785 (a test pins it): every value is a
         # string that needs no escaping, and the keys are already in UTF-16 order.
+        payload, ptype = env["payload"], env["payloadType"]
+        kid, sig = sigs[0]["keyid"], sigs[0]["sig"]
         return (
-            '{"payload":"%s","payloadType":"%s","signatures":[{"keyid":"%s","sig":"%s"}]}'
-            % (env["payload"], env["payloadType"], sigs[0]["keyid"], sigs[0]["sig"])
+            f'{{"payload":"{payload}","payloadType":"{ptype}",'
+            f'"signatures":[{{"keyid":"{kid}","sig":"{sig}"}}]}}'
         ).encode()
     return rfc8785.dumps(env)
 

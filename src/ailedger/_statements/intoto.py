@@ -66,7 +66,9 @@ def validate(st: object) -> None:
                 raise InputError(f"subject {i}: digest {alg} must be a string")
             pat = _HEX.get(alg)
             if pat is not None and not pat.fullmatch(value):
-                raise InputError(f"subject {i}: {alg} digest must be lowercase hex of the right length")
+                raise InputError(
+                    f"subject {i}: {alg} digest must be lowercase hex of the right length"
+                )
     pt = st.get("predicateType")
     if not isinstance(pt, str) or "://" not in pt:
         raise InputError("statement predicateType must be a URI")
