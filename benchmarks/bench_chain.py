@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from eth_account import Account
@@ -36,12 +36,13 @@ ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 PERIOD_BITS = 10
 
 
-@lru_cache(maxsize=None)
+@cache
 def _full(level: int, key: int) -> bytes:
     if level == 0:
         return merkle.leaf_hash(key.to_bytes(8, "big"))
-    return merkle.node_hash(_full(level - 1, _key(level - 1, 2 * key)),
-                            _full(level - 1, _key(level - 1, 2 * key + 1)))
+    return merkle.node_hash(
+        _full(level - 1, _key(level - 1, 2 * key)), _full(level - 1, _key(level - 1, 2 * key + 1))
+    )
 
 
 def _key(level: int, index: int) -> int:
@@ -108,11 +109,12 @@ def throughput(reg: CheckpointRegistryClient, anchors: int, base: int = 1 << 20)
     """Anchors per second for consecutive checkpoints of one log (proofs pre-built)."""
     log_id = new_log(reg)
     reg.anchor(log_id, base, mth(0, base))
-    steps = [(base + 7 * (i + 1), consistency(base + 7 * i, base + 7 * (i + 1)))
-             for i in range(anchors)]
+    steps = [
+        (base + 7 * (i + 1), consistency(base + 7 * i, base + 7 * (i + 1))) for i in range(anchors)
+    ]
     roots = [mth(0, s) for s, _ in steps]
     t0 = time.perf_counter()
-    for (size, proof), root in zip(steps, roots):
+    for (size, proof), root in zip(steps, roots, strict=True):
         reg.anchor(log_id, size, root, proof)
     return anchors / (time.perf_counter() - t0)
 
@@ -141,11 +143,15 @@ def main() -> int:
     reg_r = None
     if not args.no_anvil:
         if not ANVIL.is_file():
-            print("anvil missing: run `bash scripts/install_anvil.sh` (or --no-anvil)",
-                  file=sys.stderr)
+            print(
+                "anvil missing: run `bash scripts/install_anvil.sh` (or --no-anvil)",
+                file=sys.stderr,
+            )
             return 1
-        anvil = subprocess.Popen([str(ANVIL), "--host", "127.0.0.1", "--port", "18645",
-                                  "--silent"], stdout=subprocess.DEVNULL)
+        anvil = subprocess.Popen(
+            [str(ANVIL), "--host", "127.0.0.1", "--port", "18645", "--silent"],
+            stdout=subprocess.DEVNULL,
+        )
         for _ in range(100):
             try:
                 reg_r = setup(RpcBackend("http://127.0.0.1:18645"), None)
@@ -161,7 +167,7 @@ def main() -> int:
                 m = worst_old_size(n)
                 plen, gas_e = gas_row(reg_e, m, n)
                 gas_r = gas_row(reg_r, m, n)[1] if reg_r is not None else None
-                size = f"2^{k}" if n == 1 << k else f"2^{k}+2^{k-1}-1"
+                size = f"2^{k}" if n == 1 << k else f"2^{k}+2^{k - 1}-1"
                 print(f"| {size} ({n}) | {m} | {plen} | {gas_e} | {gas_r if gas_r else '-'} |")
         print("\n### anchors per second (consecutive anchors of one log, ~2^20 leaves)\n")
         print(f"| backend | median of {args.runs} runs × {args.anchors} anchors | runs |")
@@ -170,10 +176,15 @@ def main() -> int:
             if reg is None:
                 continue
             runs = [throughput(reg, args.anchors) for _ in range(args.runs)]
-            print(f"| {name} | {statistics.median(runs):.1f} | "
-                  + ", ".join(f"{r:.1f}" for r in runs) + " |")
-        print(f"\nhash of this benchmark's tree definition: "
-              f"{hashlib.sha256(mth(0, 1 << 40)).hexdigest()[:16]} (root of 2^40)")
+            print(
+                f"| {name} | {statistics.median(runs):.1f} | "
+                + ", ".join(f"{r:.1f}" for r in runs)
+                + " |"
+            )
+        print(
+            f"\nhash of this benchmark's tree definition: "
+            f"{hashlib.sha256(mth(0, 1 << 40)).hexdigest()[:16]} (root of 2^40)"
+        )
     finally:
         embedded.close()
         if anvil is not None:

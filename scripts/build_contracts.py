@@ -26,9 +26,8 @@ def compile_contract(source_path: Path) -> dict[str, Any]:
     import vyper
 
     source = source_path.read_text(encoding="utf-8")
-    out = vyper.compile_code(
-        source, contract_path=source_path.name, output_formats=["abi", "bytecode", "bytecode_runtime"]
-    )
+    formats = ["abi", "bytecode", "bytecode_runtime"]
+    out = vyper.compile_code(source, contract_path=source_path.name, output_formats=formats)
     return {
         "contract_name": source_path.stem,
         "source_path": f"contracts/{source_path.name}",

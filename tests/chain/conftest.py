@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -162,7 +161,3 @@ def embedded(tmp_path: Path) -> Iterator[ChainEnv]:
     env.deployment = deploy_all(backend, env.owner)
     yield env
     backend.close()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(ROOT / ".hypothesis"))

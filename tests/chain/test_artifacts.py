@@ -24,6 +24,7 @@ def test_artifact_source_hash_is_current(name: str) -> None:
 
 def test_artifacts_match_a_fresh_compile() -> None:
     import vyper  # noqa: F401  (the compiler is a dev dependency; never skip)
+
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts/build_contracts.py"), "--check"],
         capture_output=True,
@@ -38,6 +39,4 @@ def test_runtime_does_not_import_vyper() -> None:
         "[c.load_artifact(n) for n in c.CONTRACT_NAMES]\n"
         "assert 'vyper' not in sys.modules, 'vyper imported at runtime'\n"
     )
-    subprocess.run(
-        [sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT / "src")}
-    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT / "src")})

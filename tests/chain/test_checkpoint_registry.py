@@ -32,11 +32,15 @@ def test_register_and_log_info(chain: ChainEnv) -> None:
     log_id, receipt = reg.register_log("example.com/log", "example.com/log+abcd+AQ==")
     assert receipt.status == 1
     assert log_id == log_id_of("example.com/log")
-    assert reg.backend.call(reg.address, reg.artifact.abi, "log_id_of", ["example.com/log"]) == log_id
+    assert (
+        reg.backend.call(reg.address, reg.artifact.abi, "log_id_of", ["example.com/log"]) == log_id
+    )
     info = reg.log_info(log_id)
     assert info is not None
     assert (info.owner, info.origin, info.verifier_key) == (
-        chain.owner.address, "example.com/log", "example.com/log+abcd+AQ=="
+        chain.owner.address,
+        "example.com/log",
+        "example.com/log+abcd+AQ==",
     )
     assert reg.log_info(log_id_of("other")) is None
     assert reg.latest(log_id) is None
@@ -75,7 +79,9 @@ def test_anchor_history_latest_root_at(chain: ChainEnv) -> None:
     assert reg.root_at(log_id, 0) is None
     hist = reg.history(log_id)
     assert [(h.size, h.root, h.tx_hash) for h in hist] == [
-        (3, tree(3), first.tx_hash), (8, tree(8), second.tx_hash), (13, tree(13), third.tx_hash)
+        (3, tree(3), first.tx_hash),
+        (8, tree(8), second.tx_hash),
+        (13, tree(13), third.tx_hash),
     ]
     stamps = [h.timestamp for h in hist]
     assert stamps == sorted(stamps)
@@ -167,7 +173,9 @@ def test_rollback_after_forged_history_is_impossible(chain: ChainEnv) -> None:
     reg.anchor(log_id, 5, tree(5))
     other = [merkle.leaf_hash(b"x%d" % i) for i in range(9)]
     with reverts("proof does not match"):
-        reg.anchor(log_id, 9, merkle.root_from_leaf_hashes(other), merkle.consistency_proof(5, other))
+        reg.anchor(
+            log_id, 9, merkle.root_from_leaf_hashes(other), merkle.consistency_proof(5, other)
+        )
 
 
 def test_client_input_checks(chain: ChainEnv) -> None:

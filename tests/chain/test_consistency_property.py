@@ -28,7 +28,10 @@ def tree_pair(draw: st.DrawFn) -> tuple[int, int]:
 def simulate(env: ChainEnv, log_id: bytes, size: int, root: bytes, proof: list[bytes]) -> None:
     reg = env.registry()
     env.backend.call(
-        reg.address, reg.artifact.abi, "anchor", [log_id, size, root, proof],
+        reg.address,
+        reg.artifact.abi,
+        "anchor",
+        [log_id, size, root, proof],
         sender=env.owner.address,
     )
 
@@ -41,7 +44,7 @@ def mutations(m: int, n: int, leaves: list[bytes], proof: list[bytes], data: st.
     flipped[i] = (int.from_bytes(flipped[i], "big") ^ (1 << bit)).to_bytes(32, "big")
     yield "flipped bit", n, root, flipped
     yield "dropped hash", n, root, proof[:i] + proof[i + 1 :]
-    yield "extra hash", n, root, proof[:i] + [merkle.leaf_hash(b"x")] + proof[i:]
+    yield "extra hash", n, root, [*proof[:i], merkle.leaf_hash(b"x"), *proof[i:]]
     other = data.draw(st.integers(m + 1, n + 5).filter(lambda k: k != n), label="size")
     yield "wrong size", other, root, proof
     yield "wrong root", n, merkle.leaf_hash(root), proof
@@ -52,7 +55,9 @@ def mutations(m: int, n: int, leaves: list[bytes], proof: list[bytes], data: st.
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(pair=tree_pair(), data=st.data())
-def test_random_consistency_proofs(chain: ChainEnv, pair: tuple[int, int], data: st.DataObject) -> None:
+def test_random_consistency_proofs(
+    chain: ChainEnv, pair: tuple[int, int], data: st.DataObject
+) -> None:
     m, n = pair
     leaves = [merkle.leaf_hash(b"%d-%d" % (n, i)) for i in range(n)]
     reg = chain.registry()
@@ -67,7 +72,7 @@ def test_random_consistency_proofs(chain: ChainEnv, pair: tuple[int, int], data:
             pass
         else:  # a mutation that happens to stay valid (cannot occur for these) is skipped
             continue
-        with pytest.raises(TransactionReverted, match="^CheckpointRegistry: "):
+        with pytest.raises(TransactionReverted, match=r"^CheckpointRegistry: "):
             simulate(chain, log_id, size, root, bad)
             pytest.fail(f"{what} proof was accepted for {m}->{size}")
     # And the valid one really anchors.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -45,8 +46,16 @@ def setup_chain(path: Path, logs: int = 1) -> tuple[str, str, list[bytes]]:
 
 def worker(path: Path, registry: str, key: str, log_id: bytes, start: int, count: int):  # type: ignore[no-untyped-def]
     return subprocess.Popen(
-        [sys.executable, str(WORKER), str(path), registry, key, log_id.hex(), str(start),
-         str(count)],
+        [
+            sys.executable,
+            str(WORKER),
+            str(path),
+            registry,
+            key,
+            log_id.hex(),
+            str(start),
+            str(count),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=_env(),
@@ -66,8 +75,12 @@ def test_state_survives_reopen(tmp_path: Path) -> None:
         reg = CheckpointRegistryClient(b, registry, Account.from_key(key))
         assert reg.latest(log_id).size == 5  # type: ignore[union-attr]
         assert b.receipt(rec.tx_hash) is not None
-        reg.anchor(log_id, 9, merkle.root_from_leaf_hashes(LEAVES[:9]),
-                   merkle.consistency_proof(5, LEAVES[:9]))
+        reg.anchor(
+            log_id,
+            9,
+            merkle.root_from_leaf_hashes(LEAVES[:9]),
+            merkle.consistency_proof(5, LEAVES[:9]),
+        )
         assert b.block_number() == head + 1
 
 
@@ -98,7 +111,7 @@ def test_timestamps_follow_wall_clock(tmp_path: Path) -> None:
         time.sleep(1.1)
         b.fund(acct.address)
         stamps = [b.block_timestamp(n) for n in range(b.block_number() + 1)]
-        assert all(x < y for x, y in zip(stamps, stamps[1:]))
+        assert all(x < y for x, y in itertools.pairwise(stamps))
         assert abs(stamps[-1] - time.time()) < 3
 
 
@@ -114,7 +127,7 @@ def test_two_processes_share_one_chain(tmp_path: Path) -> None:
     with EmbeddedBackend(db) as b:
         assert b.block_number() == start + 30
         reg = CheckpointRegistryClient(b, registry)
-        for log_id, out in zip((a, c), outs):
+        for log_id, out in zip((a, c), outs, strict=True):
             lines = out.split()
             hashes = lines[1::2]
             assert len(hashes) == 15
@@ -157,5 +170,9 @@ def test_sigkill_during_transactions(tmp_path: Path) -> None:
     # The chain is still usable.
     with EmbeddedBackend(db) as b:
         reg = CheckpointRegistryClient(b, registry, Account.from_key(key))
-        reg.anchor(log_id, size + 1, merkle.root_from_leaf_hashes(LEAVES[: size + 1]),
-                   merkle.consistency_proof(size, LEAVES[: size + 1]))
+        reg.anchor(
+            log_id,
+            size + 1,
+            merkle.root_from_leaf_hashes(LEAVES[: size + 1]),
+            merkle.consistency_proof(size, LEAVES[: size + 1]),
+        )

@@ -54,8 +54,10 @@ def test_deployment_validation(anvil: AnvilNode, tmp_path: Path) -> None:
         wrong_chain.validate(b)
     swapped = Deployment(
         ANVIL_CHAIN_ID,
-        {"CheckpointRegistry": dep.contracts["IdentityRegistry"],
-         "IdentityRegistry": dep.contracts["CheckpointRegistry"]},
+        {
+            "CheckpointRegistry": dep.contracts["IdentityRegistry"],
+            "IdentityRegistry": dep.contracts["CheckpointRegistry"],
+        },
     )
     with pytest.raises(ChainError, match="is not ailedger's CheckpointRegistry"):
         swapped.validate(b)
@@ -63,8 +65,12 @@ def test_deployment_validation(anvil: AnvilNode, tmp_path: Path) -> None:
     with pytest.raises(ChainError, match="not valid JSON"):
         Deployment.load(tmp_path / "bad.json")
     with pytest.raises(ChainError, match="no address for IdentityRegistry"):
-        Deployment.from_dict({"chain_id": 1, "contracts": {"CheckpointRegistry": dep.contracts[
-            "CheckpointRegistry"]}})
+        Deployment.from_dict(
+            {
+                "chain_id": 1,
+                "contracts": {"CheckpointRegistry": dep.contracts["CheckpointRegistry"]},
+            }
+        )
     with pytest.raises(ChainError, match="cannot read deployment"):
         Deployment.load(tmp_path / "missing.json")
 
@@ -86,9 +92,15 @@ def test_revert_reason_from_mined_failed_transaction(anvil: AnvilNode) -> None:
     acct = Account.from_key(ANVIL_KEY)
     dep = deploy_all(b, acct)
     art = load_artifact("CheckpointRegistry")
-    with pytest.raises(ChainError, match="^CheckpointRegistry: unknown log$") as info:
-        b.transact(acct, dep.contracts["CheckpointRegistry"], art.abi, "anchor",
-                   [b"\1" * 32, 1, b"\2" * 32, []], gas=100_000)
+    with pytest.raises(ChainError, match=r"^CheckpointRegistry: unknown log$") as info:
+        b.transact(
+            acct,
+            dep.contracts["CheckpointRegistry"],
+            art.abi,
+            "anchor",
+            [b"\1" * 32, 1, b"\2" * 32, []],
+            gas=100_000,
+        )
     receipt = info.value.receipt  # type: ignore[attr-defined]
     assert receipt is not None and receipt.status == 0
 
@@ -101,7 +113,7 @@ def test_connection_dropped_mid_transaction(anvil_factory: type[AnvilNode]) -> N
     def send() -> None:
         try:
             b.send_value(Account.from_key(ANVIL_KEY), Account.create().address, 1)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:
             errors.append(exc)
 
     t = threading.Thread(target=send)

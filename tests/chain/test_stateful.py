@@ -70,22 +70,26 @@ class RegistryMachine(RuleBasedStateMachine):
         last = self.anchored[-1][0]
         n = data.draw(st.integers(last + 1, last + 40))
         forged = [merkle.leaf_hash(b"forged%d" % i) for i in range(n)]
-        with pytest.raises(TransactionReverted, match="^CheckpointRegistry: proof does not match"):
-            self.reg.anchor(self.log_id, n, merkle.root_from_leaf_hashes(forged),
-                            merkle.consistency_proof(last, forged))
+        with pytest.raises(TransactionReverted, match=r"^CheckpointRegistry: proof does not match"):
+            self.reg.anchor(
+                self.log_id,
+                n,
+                merkle.root_from_leaf_hashes(forged),
+                merkle.consistency_proof(last, forged),
+            )
 
     @precondition(lambda self: bool(self.anchored))
     @rule(data=st.data())
     def rollback(self, data: st.DataObject) -> None:
         last = self.anchored[-1][0]
         n = data.draw(st.integers(1, last))
-        with pytest.raises(TransactionReverted, match="^CheckpointRegistry: size must exceed"):
+        with pytest.raises(TransactionReverted, match=r"^CheckpointRegistry: size must exceed"):
             self.reg.anchor(self.log_id, n, self.root(n), [])
 
     @rule()
     def non_owner(self) -> None:
         n = max(1, len(self.leaves))
-        with pytest.raises(TransactionReverted, match="^CheckpointRegistry: not owner"):
+        with pytest.raises(TransactionReverted, match=r"^CheckpointRegistry: not owner"):
             self.evil.anchor(self.log_id, n, self.root(n), [])
 
     @invariant()
@@ -98,9 +102,7 @@ class RegistryMachine(RuleBasedStateMachine):
         assert (latest.size, latest.root) == self.anchored[-1]
 
 
-RegistryMachine.TestCase.settings = settings(
-    max_examples=12, stateful_step_count=15, deadline=None
-)
+RegistryMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=20, deadline=None)
 TestRegistryMachine = RegistryMachine.TestCase
 
 
@@ -116,8 +118,12 @@ def test_model_history_matches_events(tmp_path: Path) -> None:
     sizes = [1, 2, 3, 7, 8, 31, 64]
     prev = 0
     for s in sizes:
-        reg.anchor(log_id, s, merkle.root_from_leaf_hashes(leaves[:s]),
-                   merkle.consistency_proof(prev, leaves[:s]) if prev else [])
+        reg.anchor(
+            log_id,
+            s,
+            merkle.root_from_leaf_hashes(leaves[:s]),
+            merkle.consistency_proof(prev, leaves[:s]) if prev else [],
+        )
         prev = s
     assert [h.size for h in reg.history(log_id)] == sizes
     backend.close()

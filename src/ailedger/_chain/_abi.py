@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import eth_abi
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from ..errors import ChainError
 
@@ -26,7 +28,7 @@ def abi_type(param: Mapping[str, Any]) -> str:
     t = str(param["type"])
     if t.startswith("tuple"):
         inner = ",".join(abi_type(c) for c in param.get("components", []))
-        return f"({inner}){t[len('tuple'):]}"
+        return f"({inner}){t[len('tuple') :]}"
     return t
 
 
@@ -49,7 +51,7 @@ def encode_args(item: Mapping[str, Any], args: Sequence[Any]) -> bytes:
             f"{item.get('name', item.get('type'))} takes {len(types)} arguments, got {len(args)}"
         )
     try:
-        return eth_abi.encode(types, list(args))
+        return abi_encode(types, list(args))
     except Exception as exc:  # eth_abi raises a zoo of encoding errors
         raise ChainError(f"cannot ABI-encode arguments for {signature(item)}: {exc}") from None
 
@@ -85,7 +87,7 @@ def decode_output(abi: ABI, fn_name: str, data: bytes) -> Any:
     if not types:
         return None
     try:
-        values = eth_abi.decode(types, data)
+        values = abi_decode(types, data)
     except (DecodingError, Exception) as exc:
         raise ChainError(
             f"cannot decode the result of {fn_name}: {exc} (is the contract address right?)"
@@ -98,9 +100,7 @@ def event_topic(abi: ABI, event_name: str) -> bytes:
     return keccak(text=signature(find(abi, "event", event_name)))
 
 
-def decode_event(
-    abi: ABI, event_name: str, topics: Sequence[bytes], data: bytes
-) -> dict[str, Any]:
+def decode_event(abi: ABI, event_name: str, topics: Sequence[bytes], data: bytes) -> dict[str, Any]:
     item = find(abi, "event", event_name)
     inputs = item.get("inputs", [])
     indexed = [p for p in inputs if p.get("indexed")]
@@ -113,8 +113,8 @@ def decode_event(
             if t in ("string", "bytes") or t.endswith("]") or t.startswith("("):
                 out[p["name"]] = bytes(topic)
             else:
-                out[p["name"]] = _normalise(eth_abi.decode([t], bytes(topic))[0])
-        values = eth_abi.decode([abi_type(p) for p in plain], bytes(data))
+                out[p["name"]] = _normalise(abi_decode([t], bytes(topic))[0])
+        values = abi_decode([abi_type(p) for p in plain], bytes(data))
     except Exception as exc:
         raise ChainError(f"cannot decode a {event_name} event: {exc}") from None
     for p, v in zip(plain, values, strict=True):
@@ -129,10 +129,10 @@ def revert_reason(data: bytes | None) -> str:
     data = bytes(data)
     try:
         if data[:4] == _ERROR_SELECTOR:
-            msg = str(eth_abi.decode(["string"], data[4:])[0])
+            msg = str(abi_decode(["string"], data[4:])[0])
             return " ".join(msg.split()) or "transaction reverted with an empty reason"
         if data[:4] == _PANIC_SELECTOR:
-            code = int(eth_abi.decode(["uint256"], data[4:])[0])
+            code = int(abi_decode(["uint256"], data[4:])[0])
             return f"transaction reverted with panic code {code:#x}"
     except Exception:
         pass

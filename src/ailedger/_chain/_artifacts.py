@@ -29,7 +29,8 @@ class Artifact:
         """The Vyper source shipped with the package."""
         return (
             resources.files("ailedger._chain")
-            .joinpath("contracts").joinpath(f"{self.name}.vy")
+            .joinpath("contracts")
+            .joinpath(f"{self.name}.vy")
             .read_text(encoding="utf-8")
         )
 
@@ -51,7 +52,8 @@ def load_artifact(name: str) -> Artifact:
     try:
         raw = (
             resources.files("ailedger._chain")
-            .joinpath("artifacts").joinpath(f"{name}.json")
+            .joinpath("artifacts")
+            .joinpath(f"{name}.json")
             .read_text(encoding="utf-8")
         )
         data = json.loads(raw)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 
 from ..errors import ChainError
 from ._abi import ABI
@@ -52,7 +52,7 @@ class Receipt:
         }
 
 
-class TransactionReverted(ChainError):
+class TransactionReverted(ChainError):  # noqa: N818 - reads as the event
     """A transaction was refused by a contract; ``str(err)`` is the contract's reason.
 
     ``receipt`` is set when the reverted transaction was mined (it used gas and a
@@ -152,4 +152,4 @@ def checksum(address: str, what: str = "address") -> str:
 def topics_match(log_topics: Sequence[bytes], wanted: Sequence[bytes | None]) -> bool:
     if len(wanted) > len(log_topics):
         return False
-    return all(w is None or bytes(w) == bytes(t) for w, t in zip(wanted, log_topics))
+    return all(w is None or bytes(w) == bytes(t) for w, t in zip(wanted, log_topics, strict=False))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from ..errors import ChainError
 from ._abi import decode_event, event_topic
@@ -96,7 +96,7 @@ class _Client:
     def _transact(self, fn: str, args: Sequence[object]) -> Receipt:
         return self.backend.transact(self._signer(), self.address, self.artifact.abi, fn, args)
 
-    def _call(self, fn: str, args: Sequence[object]) -> object:
+    def _call(self, fn: str, args: Sequence[object]) -> Any:
         return self.backend.call(self.address, self.artifact.abi, fn, args)
 
 
@@ -120,8 +120,9 @@ class CheckpointRegistryClient(_Client):
         topic = event_topic(self.artifact.abi, "Anchored")
         for lg in receipt.logs:
             if lg.address == self.address and lg.topics and lg.topics[0] == topic:
-                return self._record(lg.topics, lg.data, receipt.tx_hash, receipt.block_number,
-                                    receipt.gas_used)
+                return self._record(
+                    lg.topics, lg.data, receipt.tx_hash, receipt.block_number, receipt.gas_used
+                )
         raise ChainError(f"anchor transaction {receipt.tx_hash} emitted no Anchored event")
 
     def _record(
@@ -148,7 +149,7 @@ class CheckpointRegistryClient(_Client):
         )
 
     def latest(self, log_id: bytes) -> AnchoredCheckpoint | None:
-        size, root, block, ts = self._call("latest", [_hash32(log_id, "log id")])  # type: ignore[misc]
+        size, root, block, ts = self._call("latest", [_hash32(log_id, "log id")])
         if size == 0:
             return None
         return AnchoredCheckpoint(int(size), bytes(root), int(block), int(ts))
@@ -160,7 +161,7 @@ class CheckpointRegistryClient(_Client):
 
     def log_info(self, log_id: bytes) -> LogInfo | None:
         info = self._call("log_info", [_hash32(log_id, "log id")])
-        owner, origin, verifier_key = info  # type: ignore[misc]
+        owner, origin, verifier_key = info
         if owner == _ZERO_ADDRESS or int(owner, 16) == 0:
             return None
         return LogInfo(owner=owner, origin=origin, verifier_key=verifier_key)
@@ -194,11 +195,12 @@ class IdentityRegistryClient(_Client):
 
     def resolve(self, account: str) -> Identity | None:
         addr = checksum(account, "account")
-        name, ed, x, reg, upd, revoked, revoked_at = self._call("resolve", [addr])  # type: ignore[misc]
+        name, ed, x, reg, upd, revoked, revoked_at = self._call("resolve", [addr])
         if reg == 0:
             return None
-        return Identity(addr, name, bytes(ed), bytes(x), int(reg), int(upd), bool(revoked),
-                        int(revoked_at))
+        return Identity(
+            addr, name, bytes(ed), bytes(x), int(reg), int(upd), bool(revoked), int(revoked_at)
+        )
 
     def account_of(self, ed25519: bytes) -> str | None:
         addr = self._call("account_of", [_hash32(ed25519, "Ed25519 key")])

@@ -31,12 +31,14 @@ from typing import TYPE_CHECKING, Any
 from eth.abc import BlockHeaderAPI, ReceiptAPI
 from eth.chains.base import MiningChain
 from eth.exceptions import HeaderNotFound, TransactionNotFound
-from eth.vm.forks import PragueVM
+from eth.vm.forks.prague import PragueVM
 from eth.vm.spoof import SpoofTransaction
 from eth_account import Account
-from eth_bloom import BloomFilter
-from eth_utils import ValidationError as EthValidationError
-from eth_utils import keccak, to_canonical_address, to_checksum_address
+from eth_bloom.bloom import BloomFilter
+from eth_typing import Address, BlockNumber, Hash32
+from eth_utils.address import to_canonical_address, to_checksum_address
+from eth_utils.crypto import keccak
+from eth_utils.exceptions import ValidationError as EthValidationError
 
 from ..errors import ChainError
 from ._abi import ABI, decode_output, encode_call, encode_deploy, revert_reason
@@ -60,7 +62,7 @@ _FORMAT = "ailedger-embedded-chain/1"
 
 def _chain_class(chain_id: int) -> type[MiningChain]:
     class EmbeddedChain(MiningChain):
-        vm_configuration = ((0, PragueVM),)
+        vm_configuration = ((BlockNumber(0), PragueVM),)
 
         def create_header_from_parent(
             self, parent_header: BlockHeaderAPI, **header_params: Any
@@ -144,7 +146,7 @@ class EmbeddedBackend:
             "transaction_root": BLANK_ROOT_HASH,
         }
         with self._db.transaction():
-            _chain_class(chain_id).from_genesis(self._db, params, state)
+            _chain_class(chain_id).from_genesis(self._db, params, state)  # type: ignore[arg-type]
             self._db.set_meta("format", _FORMAT)
             self._db.set_meta("chain_id", str(chain_id))
 
@@ -197,7 +199,7 @@ class EmbeddedBackend:
     def block_timestamp(self, number: int) -> int:
         with self._locked(exclusive=False):
             try:
-                header = self._chain().get_canonical_block_header_by_number(number)
+                header = self._chain().get_canonical_block_header_by_number(BlockNumber(number))
             except HeaderNotFound:
                 raise ChainError(f"block {number} does not exist") from None
             return int(header.timestamp)
@@ -232,9 +234,8 @@ class EmbeddedBackend:
             ok, out, _ = self._dry_run(chain, sender or _ZERO, to, data, 0)
         if not ok:
             raise TransactionReverted(revert_reason(out))
-        if not out and abi:
-            if not self.code_at(to):
-                raise ChainError(f"no contract code at {to} on chain {self._chain_id}")
+        if not out and abi and not self.code_at(to):
+            raise ChainError(f"no contract code at {to} on chain {self._chain_id}")
         return decode_output(abi, fn_name, out)
 
     def _dry_run(
@@ -249,13 +250,13 @@ class EmbeddedBackend:
                 nonce=state.get_nonce(sender_b),
                 gas_price=0,
                 gas=gas,
-                to=to_canonical_address(to) if to else b"",
+                to=to_canonical_address(to) if to else Address(b""),
                 value=value,
                 data=data,
             )
             try:
                 computation = state.costless_execute_transaction(
-                    SpoofTransaction(tx, from_=sender_b)
+                    SpoofTransaction(tx, from_=sender_b)  # type: ignore[arg-type]
                 )
             except EthValidationError as exc:
                 raise ChainError(f"transaction is invalid: {exc}") from None
@@ -294,7 +295,7 @@ class EmbeddedBackend:
                 if not ok:
                     raise TransactionReverted(revert_reason(out))
                 gas = min(GAS_LIMIT, max(used, _token_floor(data)) * 5 // 4 + 20_000)
-            base_fee = int(chain.header.base_fee_per_gas)
+            base_fee = int(chain.header.base_fee_per_gas or 0)
             tip = 10**9
             max_fee = 2 * base_fee + tip
             cost = gas * max_fee + value
@@ -319,7 +320,7 @@ class EmbeddedBackend:
             raw = bytes(account.sign_transaction(tx_dict).raw_transaction)
             try:
                 tx = vm.get_transaction_builder().decode(raw)
-                block, receipt, computation = chain.apply_transaction(tx)
+                _, receipt, computation = chain.apply_transaction(tx)
                 mined = chain.mine_block(mix_hash=os.urandom(32), blob_gas_used=0)
             except EthValidationError as exc:
                 raise ChainError(f"the embedded chain refused the transaction: {exc}") from None
@@ -334,8 +335,10 @@ class EmbeddedBackend:
         if computation.is_error:
             err = computation.error
             revert = err.args[0] if err.args and isinstance(err.args[0], bytes) else b""
-            reason = revert_reason(revert) if revert or _is_revert(err) else (
-                f"transaction failed: {type(err).__name__}"
+            reason = (
+                revert_reason(revert)
+                if revert or _is_revert(err)
+                else (f"transaction failed: {type(err).__name__}")
             )
             raise TransactionReverted(reason, result)
         return result
@@ -372,7 +375,7 @@ class EmbeddedBackend:
         with self._locked(exclusive=False):
             chain = self._chain()
             try:
-                number, index = chain.chaindb.get_transaction_index(h)
+                number, index = chain.chaindb.get_transaction_index(Hash32(h))
             except TransactionNotFound:
                 return None
             header = chain.get_canonical_block_header_by_number(number)
@@ -403,16 +406,18 @@ class EmbeddedBackend:
             head = int(chain.get_canonical_head().block_number)
             last = head if to_block is None else min(to_block, head)
             for n in range(max(0, from_block), last + 1):
-                header = chain.get_canonical_block_header_by_number(n)
+                header = chain.get_canonical_block_header_by_number(BlockNumber(n))
                 bloom = BloomFilter(header.bloom)
                 # The bloom filter skips blocks without our contract's logs.
                 if addr not in bloom:
                     continue
                 if topics and topics[0] is not None and bytes(topics[0]) not in bloom:
                     continue
-                block = chain.get_canonical_block_by_number(n)
+                block = chain.get_canonical_block_by_number(BlockNumber(n))
                 log_index = 0
-                for tx, rcpt in zip(block.transactions, block.get_receipts(chain.chaindb)):
+                for tx, rcpt in zip(
+                    block.transactions, block.get_receipts(chain.chaindb), strict=True
+                ):
                     for lg in rcpt.logs:
                         raw = _raw_log(lg, n, tx.hash, log_index)
                         log_index += 1

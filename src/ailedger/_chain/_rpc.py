@@ -12,10 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import requests
-from eth_utils import to_checksum_address
+from eth_typing import ChecksumAddress
+from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception, Web3RPCError
 
@@ -97,8 +98,7 @@ class RpcBackend:
             raise TransactionReverted(_reason(exc)) from None
         except (requests.exceptions.ConnectionError, ConnectionError) as exc:
             raise ChainError(
-                f"cannot reach the Ethereum node at {self.url} to {what}: "
-                f"{type(exc).__name__}"
+                f"cannot reach the Ethereum node at {self.url} to {what}: {type(exc).__name__}"
             ) from None
         except requests.exceptions.Timeout:
             raise ChainError(f"the Ethereum node at {self.url} timed out ({what})") from None
@@ -110,9 +110,7 @@ class RpcBackend:
             raise ChainError(f"could not {what} on {self.url}: {msg}") from None
 
     def close(self) -> None:
-        provider = self._w3.provider
-        session = getattr(provider, "_request_session_manager", None)
-        del session  # HTTPProvider shares pooled sessions; nothing to release per backend.
+        """Nothing to release: HTTPProvider pools connections per process."""
 
     # -- reads ----------------------------------------------------------------
     @property
@@ -127,11 +125,11 @@ class RpcBackend:
         return int(block["timestamp"])
 
     def balance(self, address: str) -> int:
-        addr = checksum(address)
+        addr = cast(ChecksumAddress, checksum(address))
         return self._rpc(lambda: int(self._w3.eth.get_balance(addr)), "read a balance")
 
     def code_at(self, address: str) -> bytes:
-        addr = checksum(address)
+        addr = cast(ChecksumAddress, checksum(address))
         return self._rpc(lambda: bytes(self._w3.eth.get_code(addr)), "read contract code")
 
     def call(
@@ -148,9 +146,8 @@ class RpcBackend:
         if sender:
             tx["from"] = checksum(sender)
         out = self._rpc(lambda: bytes(self._w3.eth.call(tx)), f"call {fn_name}")  # type: ignore[arg-type]
-        if not out and abi:
-            if not self.code_at(to):
-                raise ChainError(f"no contract code at {to} on chain {self._chain_id}")
+        if not out and abi and not self.code_at(to):
+            raise ChainError(f"no contract code at {to} on chain {self._chain_id}")
         return decode_output(abi, fn_name, out)
 
     # -- transactions ---------------------------------------------------------
@@ -167,7 +164,10 @@ class RpcBackend:
 
     def _next_nonce(self, address: str) -> int:
         chain_nonce = self._rpc(
-            lambda: int(self._w3.eth.get_transaction_count(address, "pending")), "read a nonce"
+            lambda: int(
+                self._w3.eth.get_transaction_count(cast(ChecksumAddress, address), "pending")
+            ),
+            "read a nonce",
         )
         return max(chain_nonce, self._nonces.get(address, 0))
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from eth.abc import AtomicWriteBatchAPI
 from eth.db.atomic import AtomicDBWriteBatch
 from eth.db.backends.base import BaseAtomicDB
 
@@ -54,7 +55,9 @@ class SQLiteKV(BaseAtomicDB):
             for stmt in _SCHEMA:
                 self._conn.execute(stmt)
         except sqlite3.Error as exc:
-            raise ChainError(f"cannot open the embedded chain database {self.path}: {exc}") from None
+            raise ChainError(
+                f"cannot open the embedded chain database {self.path}: {exc}"
+            ) from None
         self._depth = 0
 
     # -- transactions -------------------------------------------------------
@@ -101,9 +104,9 @@ class SQLiteKV(BaseAtomicDB):
         return row is not None
 
     @contextmanager
-    def atomic_batch(self) -> Iterator[AtomicDBWriteBatch]:  # type: ignore[override]
+    def atomic_batch(self) -> Iterator[AtomicWriteBatchAPI]:
         with _SQLiteWriteBatch._commit_unless_raises(self) as batch:
-            yield batch  # type: ignore[misc]
+            yield batch
 
     # -- metadata -------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -111,9 +114,7 @@ class SQLiteKV(BaseAtomicDB):
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        self._conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
-        )
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
         self._conn.close()
