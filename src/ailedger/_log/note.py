@@ -60,19 +60,27 @@ class Verifier:
 
     @classmethod
     def parse(cls, text: str) -> Verifier:
-        parts = text.strip().split("+", 2)  # base64 may contain "+"
+        """Parse ``name+hex8+base64``, exactly as Go's ``note.NewVerifier`` does.
+
+        Surrounding whitespace is an error; newlines inside the base64 are
+        ignored (Go's decoder skips them); the base64 must be canonical.
+        """
+        parts = text.split("+", 2)  # base64 may contain "+"
         if len(parts) != 3:
             raise InputError("malformed verifier key: want name+keyid+base64key")
         name, hexid, b64 = parts
+        if not is_valid_name(name) or not _HEX8.fullmatch(hexid):
+            raise InputError("malformed verifier key: bad name or key ID")
+        b64 = b64.replace("\r", "").replace("\n", "")
         try:
-            kid = bytes.fromhex(hexid)
             key = base64.b64decode(b64, validate=True)
         except (ValueError, binascii.Error) as e:
-            raise InputError("malformed verifier key: bad hex key ID or base64 key") from e
-        if not is_valid_name(name) or len(hexid) != 8 or len(kid) != 4:
-            raise InputError("malformed verifier key: bad name or key ID")
+            raise InputError("malformed verifier key: bad base64 key") from e
+        if base64.b64encode(key).decode() != b64:
+            raise InputError("malformed verifier key: non-canonical base64 key")
         if len(key) != 33 or key[0] != ALG_ED25519:
             raise InputError("unsupported verifier key: only Ed25519 (algorithm 1) keys")
+        kid = bytes.fromhex(hexid)
         if key_id(name, key[1:]) != kid:
             raise InputError("malformed verifier key: key ID does not match name and key")
         return cls(name, kid, key[1:])
@@ -147,6 +155,8 @@ def open_note(msg: str | bytes, verifiers: Sequence[Verifier]) -> tuple[str, lis
         v = known.get((name, raw[:4]))
         if v is None:
             continue  # a cosigner we were not asked to trust
+        if name in verified:
+            continue  # Go's note.Open checks only the first signature per key
         if not v.verify(text.encode(), raw[4:]):
             raise VerificationError(f"invalid signature by {name} on the note")
         if name not in verified:
@@ -156,6 +166,7 @@ def open_note(msg: str | bytes, verifiers: Sequence[Verifier]) -> tuple[str, lis
     return text, verified
 
 
+_HEX8 = re.compile(r"[0-9a-fA-F]{8}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
