@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._cas.blobs import LocalBlobStore
 from ._crypto.keys import PASSPHRASE_ENV, Identity
@@ -26,7 +26,13 @@ from ._log.note import Checkpoint, Verifier, sign_note
 from ._log.receipt import Receipt
 from ._log.store import MAX_ENTRY, Log
 from ._statements import dsse, intoto
-from .errors import InputError, WorkspaceError
+from .errors import ChainError, InputError, WorkspaceError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from ._anchor import AnchorResult
+    from ._chain import ChainBackend, CheckpointRegistryClient, Deployment, IdentityRegistryClient
 
 HOME_ENV = "AILEDGER_HOME"
 DEFAULT_HOME = ".ailedger"
@@ -55,13 +61,28 @@ class Workspace:
         if self._verifier.public != identity.ed25519_public:
             raise WorkspaceError(f"{path}: config and key file belong to different identities")
         self._log: Log | None = None
+        self._backend: ChainBackend | None = None
+        self._validated = False
         self.blobs = LocalBlobStore(path / "blobs")
 
     # -- lifecycle -----------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: str | os.PathLike[str], name: str | None = None) -> Workspace:
+    def init(
+        cls,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        chain: str | None = None,
+        contracts: str | os.PathLike[str] | None = None,
+    ) -> Workspace:
         """Create a workspace in ``path`` (missing or empty folder); refuse anything else.
+
+        With no ``chain``, an embedded EVM chain is created in the workspace and
+        the contracts are deployed on it. With ``chain`` (a JSON-RPC URL), the
+        node must answer; ``contracts`` (a deployment.json) joins an existing
+        deployment, which is validated. If the account has no funds yet, the
+        workspace is still created: fund the account, then ``chain deploy``.
 
         The workspace is built in a temporary sibling folder and renamed into
         place, so a failed init leaves nothing behind and a concurrent init
@@ -100,12 +121,16 @@ class Workspace:
                 "keyid": ident.keyid,
                 "verifier_key": verifier_key(origin, ident.ed25519_public),
                 "trusted_keys": {},
+                "chain": _initial_chain(chain),
             }
             _write_json(tmp / _CONFIG, config)
             (tmp / "blobs").mkdir()
             ws = cls(tmp, config, ident)
             ws.log.checkpoint()  # create the database and sign the empty tree
-            ws.close()
+            try:
+                ws._init_chain(contracts)
+            finally:
+                ws.close()
             os.chmod(tmp, 0o700)
             if target.exists():
                 target.rmdir()  # empty, checked above; rename needs it gone or empty
@@ -136,6 +161,9 @@ class Workspace:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
     def __enter__(self) -> Workspace:
         return self
@@ -260,7 +288,138 @@ class Workspace:
         note = self.log.checkpoint() if size is None else self.log.checkpoint_at(size)
         cp = Checkpoint.parse(note[: note.rfind("\n\n") + 1])
         proof = self.log.inclusion_proof(index, cp.size)
-        return Receipt(index, tuple(proof), note).text()
+        ref = self.log.witness(cp.size)
+        return Receipt(index, tuple(proof), note, ref.encode() if ref else None).text()
+
+    # -- chain ---------------------------------------------------------------------
+
+    @property
+    def chain_config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = self._config.get("chain") or {}
+        return cfg
+
+    @property
+    def account(self) -> LocalAccount:
+        """The secp256k1 chain account (eth-account), signing transactions locally."""
+        from eth_account import Account
+
+        acct: LocalAccount = Account.from_key(self._identity.secp256k1)
+        return acct
+
+    @property
+    def chain(self) -> ChainBackend:
+        """The chain backend (opened on first use)."""
+        if self._backend is None:
+            from ._anchor import open_backend
+
+            if not self.chain_config:
+                raise ChainError("this workspace has no chain configured")
+            self._backend = open_backend(self.chain_config, self._path)
+        return self._backend
+
+    @property
+    def deployment(self) -> Deployment:
+        from ._chain import Deployment
+
+        dep = self.chain_config.get("deployment")
+        if not dep:
+            raise ChainError(
+                "no contracts deployed for this workspace yet: fund the account"
+                f" {self.address}, then run `ailedger chain deploy`"
+            )
+        return Deployment.from_dict(dep)
+
+    def registry(self) -> CheckpointRegistryClient:
+        from ._anchor import registry
+
+        dep = self.deployment
+        if not self._validated:
+            # Chain id and contract code are checked once per session, so a wrong node
+            # or a missing contract is one clear error, not a confusing revert later.
+            dep.validate(self.chain)
+            self._validated = True
+        return registry(self.chain, dep, self.account)
+
+    def identity_registry(self) -> IdentityRegistryClient:
+        from ._chain import IdentityRegistryClient
+
+        self.registry()  # validates the deployment
+        return IdentityRegistryClient(
+            self.chain, self.deployment.contracts["IdentityRegistry"], self.account
+        )
+
+    def _save_config(self) -> None:
+        _write_json(self._path / _CONFIG, self._config, replace=True)
+
+    def _init_chain(self, contracts: str | os.PathLike[str] | None) -> None:
+        from ._chain import EmbeddedBackend, load_deployment
+
+        cfg = self.chain_config
+        if cfg.get("backend") == "embedded":
+            embedded = EmbeddedBackend(self._path / cfg["path"])
+            embedded.fund(self.address)  # a private dev chain: mint the gas we need
+            self._backend = embedded
+        backend = self.chain
+        cfg["chain_id"] = backend.chain_id
+        if contracts is not None:
+            dep = load_deployment(Path(contracts), backend)
+            cfg["deployment"] = dep.as_dict()
+        self._save_config()
+        if backend.balance(self.address) == 0:
+            return  # `chain deploy` / `identity register` once the account is funded
+        self.chain_setup()
+
+    def chain_setup(self) -> Deployment:
+        """Deploy the contracts if none are configured, register the log and identity.
+
+        Idempotent: each step is skipped when the chain already has it.
+        """
+        from ._anchor import ensure_log_registered
+        from ._chain import deploy_all
+
+        backend = self.chain
+        if backend.balance(self.address) == 0:
+            raise ChainError(
+                f"account {self.address} has no funds on chain {backend.chain_id}: fund it first"
+            )
+        if not self.chain_config.get("deployment"):
+            dep = deploy_all(backend, self.account)
+            self.chain_config["deployment"] = dep.as_dict()
+            self._save_config()
+            dep.save(self._path / "deployment.json")
+        ensure_log_registered(self.registry(), self.origin, self.verifier_key)
+        self.register_identity()
+        return self.deployment
+
+    def register_identity(self) -> bool:
+        """Bind the account to name, Ed25519 and X25519 keys on chain; False if already so."""
+        ids = self.identity_registry()
+        mine = ids.resolve(self.address)
+        if mine is not None:
+            if mine.revoked:
+                raise ChainError(f"identity of {self.address} was revoked on chain")
+            if (mine.ed25519, mine.x25519) != (self.ed25519_public, self.x25519_public):
+                ids.rotate(self.ed25519_public, self.x25519_public)
+                return True
+            return False
+        ids.register(self.name, self.ed25519_public, self.x25519_public)
+        return True
+
+    def anchor(self) -> AnchorResult:
+        """Anchor the latest checkpoint on chain (one transaction; idempotent)."""
+        from ._anchor import anchor
+
+        if not self.chain_config.get("deployment"):
+            self.chain_setup()
+        return anchor(self.log, self.registry(), self._verifier)
+
+
+def _initial_chain(chain: str | None) -> dict[str, Any]:
+    if chain is None:
+        return {"backend": "embedded", "path": "chain.sqlite"}
+    if not chain.startswith(("http://", "https://")):
+        raise InputError(f"--chain must be an http(s) JSON-RPC URL, got {chain!r}")
+    return {"backend": "rpc", "url": chain}
 
 
 def _default_name() -> str:

@@ -16,7 +16,8 @@ from typing import Annotated, NoReturn
 import typer
 
 from .. import Workspace
-from .._log.note import Verifier
+from .._anchor import AnchorResult, chain_spec
+from .._log.note import Checkpoint, Verifier
 from .._statements import dsse, intoto
 from .._verify import verify_envelope, verify_receipt
 from .._workspace import resolve_home
@@ -33,8 +34,10 @@ log_app = typer.Typer(
     help="The Merkle log: append, read, checkpoint, prove, fsck.", no_args_is_help=True
 )
 identity_app = typer.Typer(help="This workspace's identity.", no_args_is_help=True)
+chain_app = typer.Typer(help="The chain: status and contract deployment.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
 app.add_typer(identity_app, name="identity")
+app.add_typer(chain_app, name="chain")
 
 Home = Annotated[
     Path | None,
@@ -70,22 +73,36 @@ def _out(text: str) -> None:
 def init(
     home: Home = None,
     name: Annotated[str | None, typer.Option(help="Identity name (default: $USER).")] = None,
+    chain: Annotated[
+        str | None,
+        typer.Option(help="Ethereum JSON-RPC URL (default: an embedded chain in the workspace)."),
+    ] = None,
+    contracts: Annotated[
+        Path | None, typer.Option(help="deployment.json of contracts to join (with --chain).")
+    ] = None,
 ) -> None:
-    """Create a workspace: keys, log, blob store, config."""
+    """Create a workspace: keys, log, blob store, config, and its chain."""
+    if contracts is not None and chain is None:
+        raise InputError("--contracts joins a deployment on another chain: pass --chain URL too")
     target = resolve_home(home)
-    ws = Workspace.init(target, name=name)
+    ws = Workspace.init(target, name=name, chain=chain, contracts=contracts)
     with ws:
-        enc = (
-            "encrypted"
-            if os.environ.get("AILEDGER_PASSPHRASE")
-            else "not encrypted (set AILEDGER_PASSPHRASE to encrypt)"
-        )
+        enc = "encrypted" if os.environ.get("AILEDGER_PASSPHRASE") else "not encrypted"
         _out(f"initialised workspace {target}")
         _out(f"name:         {ws.name}")
         _out(f"keyid:        {ws.keyid}")
         _out(f"verifier key: {ws.verifier_key}")
         _out(f"account:      {ws.address}")
-        _out(f"keys:         {enc}")
+        _out(f"keys:         {enc} (AILEDGER_PASSPHRASE)")
+        cfg = ws.chain_config
+        where = cfg.get("url") or "embedded"
+        if cfg.get("deployment"):
+            _out(f"chain:        {where} (chain id {cfg['chain_id']}), contracts ready")
+        else:
+            _out(
+                f"chain:        {where} (chain id {cfg['chain_id']}): account has no funds;"
+                f" fund {ws.address}, then run `ailedger chain deploy`"
+            )
 
 
 @identity_app.command("show")
@@ -123,6 +140,80 @@ def _parse_pubkey(text: str) -> bytes:
     return raw
 
 
+@identity_app.command("register")
+def identity_register(home: Home = None) -> None:
+    """Bind the chain account to this name and its Ed25519/X25519 keys (IdentityRegistry)."""
+    with _open(home) as ws:
+        if not ws.chain_config.get("deployment"):
+            ws.chain_setup()  # registers the identity too
+            _out(f"registered {ws.name} for {ws.address}")
+            return
+        changed = ws.register_identity()
+        _out(f"{'registered' if changed else 'already registered:'} {ws.name} for {ws.address}")
+
+
+# -- chain ---------------------------------------------------------------------------
+
+
+@chain_app.command("status")
+def chain_status(home: Home = None) -> None:
+    """Backend, chain id, block, contract addresses, account balance, latest anchor."""
+    from .._chain import log_id_of
+
+    with _open(home) as ws:
+        cfg = ws.chain_config
+        backend = ws.chain
+        _out(f"backend:      {cfg.get('backend')} {cfg.get('url') or cfg.get('path', '')}".rstrip())
+        _out(f"chain id:     {backend.chain_id}")
+        _out(f"block:        {backend.block_number()}")
+        _out(f"account:      {ws.address}")
+        _out(f"balance:      {backend.balance(ws.address) / 10**18:.6f} ETH")
+        if not cfg.get("deployment"):
+            _out("contracts:    not deployed (run `ailedger chain deploy` once funded)")
+            return
+        for name, addr in ws.deployment.contracts.items():
+            _out(f"{name + ':':<13} {addr}")
+        reg = ws.registry()
+        latest = reg.latest(log_id_of(ws.origin))
+        if latest is None:
+            _out("anchored:     nothing yet")
+        else:
+            _out(
+                f"anchored:     size {latest.size} in block {latest.block_number}"
+                f" at {_utc(latest.timestamp)}"
+            )
+
+
+@chain_app.command("deploy")
+def chain_deploy(home: Home = None) -> None:
+    """Deploy the contracts (if none are configured), register the log and identity."""
+    with _open(home) as ws:
+        dep = ws.chain_setup()
+        for name, addr in dep.contracts.items():
+            _out(f"{name}: {addr}")
+        _out(f"deployment: {ws.path / 'deployment.json'}")
+
+
+@app.command()
+def anchor(home: Home = None) -> None:
+    """Anchor the latest checkpoint on chain (one transaction whatever the size; idempotent)."""
+    with _open(home) as ws:
+        _print_anchor(ws.anchor())
+
+
+def _print_anchor(r: AnchorResult) -> None:
+    state = "already anchored" if r.already else "anchored"
+    _out(f"{state}: size {r.size} root {base64.b64encode(r.root).decode()}")
+    gas = f", gas {r.gas_used}" if r.gas_used is not None else ""
+    _out(f"chain {r.chain_id} block {r.block_number} at {_utc(r.timestamp)}, tx {r.tx_hash}{gas}")
+
+
+def _utc(ts: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 # -- statements ---------------------------------------------------------------------
 
 
@@ -135,6 +226,9 @@ def attest(
     predicate: Annotated[
         Path | None, typer.Option(help="JSON file with the predicate object.")
     ] = None,
+    anchor: Annotated[
+        bool, typer.Option("--anchor", help="Anchor the checkpoint before issuing the receipt.")
+    ] = False,
     home: Home = None,
 ) -> None:
     """Sign an in-toto statement about files, append it, print the index and a receipt."""
@@ -152,6 +246,8 @@ def attest(
     st = intoto.statement(subjects, type_, pred)
     with _open(home) as ws:
         index = ws.record(st)
+        if anchor:
+            ws.anchor()
         _out(f"index {index}")
         _out(ws.receipt(index))
 
@@ -164,6 +260,9 @@ def log_append(
     file: Annotated[
         str, typer.Argument(help="A signed DSSE envelope (canonical JSON), or - for stdin.")
     ],
+    anchor: Annotated[
+        bool, typer.Option("--anchor", help="Then anchor the new checkpoint.")
+    ] = False,
     home: Home = None,
 ) -> None:
     """Append a signed DSSE envelope after checking its signature; print its index.
@@ -180,6 +279,8 @@ def log_append(
         env = dsse.parse(data)
         dsse.verify(env, ws.trusted_keys())
         _out(str(ws.log.append(data)))
+        if anchor:
+            _print_anchor(ws.anchor())
 
 
 @log_app.command("get")
@@ -257,21 +358,35 @@ def verify_receipt_cmd(
     verifier_key: Annotated[
         str | None, typer.Option(help="The log's verifier key (default: this workspace's).")
     ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Check signatures and proofs only, not the anchor.")
+    ] = False,
+    chain: Annotated[
+        str | None,
+        typer.Option(help="Chain to check the anchor on: JSON-RPC URL or embedded chain file."),
+    ] = None,
+    contracts: Annotated[
+        Path | None, typer.Option(help="deployment.json naming the CheckpointRegistry.")
+    ] = None,
     home: Home = None,
 ) -> None:
-    """Verify a receipt: checkpoint signature, inclusion proof, and the entry's DSSE signature."""
+    """Verify a receipt: checkpoint signature, inclusion proof, entry signature, and anchor."""
     from .._log.receipt import Receipt
 
     text = _read_input(receipt)
     parsed = Receipt.parse(text)
     ws = None
-    if entry is None or verifier_key is None:
+    if entry is None or verifier_key is None or (not offline and chain is None):
         try:
             ws = _open(home)
         except Error as e:
-            raise InputError(f"{e}; or pass --entry and --verifier-key") from e
+            if entry is None or verifier_key is None:
+                raise InputError(f"{e}; or pass --entry and --verifier-key") from e
+            raise InputError(
+                "no chain to check the anchor on: pass --chain and --contracts, or --offline"
+            ) from e
     try:
-        vk = Verifier.parse(verifier_key) if verifier_key else _need(ws).verifier
+        vk = Verifier.parse(verifier_key.strip()) if verifier_key else _need(ws).verifier
         data = _read_input(str(entry)) if entry is not None else _need(ws).log.get(parsed.index)
         res = verify_receipt(text, data, vk)
         cp = res.checkpoint
@@ -285,10 +400,56 @@ def verify_receipt_cmd(
                 except VerificationError:
                     _out("statement signer: not a key this workspace trusts")
             _out(f"predicateType: {res.statement['predicateType']}")
-        _out("anchor: not checked (offline: signatures and proofs only)")
+        if offline:
+            _out("anchor: not checked (--offline: signatures and proofs only)")
+            return
+        _check_anchor_cmd(res.checkpoint, vk, res.extra, ws, chain, contracts)
     finally:
         if ws is not None:
             ws.close()
+
+
+def _check_anchor_cmd(
+    cp: Checkpoint,
+    vk: Verifier,
+    extra: bytes | None,
+    ws: Workspace | None,
+    chain: str | None,
+    contracts: Path | None,
+) -> None:
+    from .._anchor import check_anchor, open_backend, parse_extra, registry
+    from .._chain import Deployment
+
+    if chain is not None:
+        if contracts is None:
+            raise InputError("--chain needs --contracts (the deployment.json to trust)")
+        backend = open_backend(chain_spec(chain))
+        dep = Deployment.load(contracts)
+        dep.validate(backend)
+        reg = registry(backend, dep)
+        log = ws.log if ws is not None and ws.origin == cp.origin else None
+    else:
+        ws = _need(ws)
+        reg = ws.registry()
+        backend = ws.chain
+        log = ws.log if ws.origin == cp.origin else None
+    try:
+        chk = check_anchor(cp, vk, reg, log)
+    finally:
+        if chain is not None:
+            backend.close()
+    how = (
+        "anchored"
+        if chk.exact
+        else f"consistent with the checkpoint of size {chk.anchored_size} anchored"
+    )
+    _out(
+        f"anchor: {how} on chain {chk.chain_id} in block {chk.block_number}"
+        f" at {_utc(chk.timestamp)} (tx {chk.tx_hash})"
+    )
+    ref = parse_extra(extra)
+    if ref is not None and chk.exact and ref.get("tx") != chk.tx_hash:
+        _out("note: the receipt's (unauthenticated) anchor reference names another transaction")
 
 
 def _need(ws: Workspace | None) -> Workspace:

@@ -17,8 +17,10 @@ from rich.console import Console
 from rich.panel import Panel
 
 from .. import Workspace, merkle, statement, verify_receipt
+from .._anchor import check_anchor
+from .._chain import log_id_of
 from .._log.note import Checkpoint
-from ..errors import Error, VerificationError
+from ..errors import ChainError, Error, VerificationError
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -123,17 +125,31 @@ def _story(tmp: Path) -> None:
     note = ws.log.checkpoint()
     console.print("  " + note.replace("\n", "\n  ").rstrip())
 
-    _step("4. Receipts: anyone can verify inclusion offline")
+    _step("4. Anchoring: the chain is the log's witness")
+    console.print(f"  embedded EVM chain in {ws.path / 'chain.sqlite'} (no node to start)")
+    first_anchor = ws.anchor()
+    _ok(
+        f"checkpoint of size {first_anchor.size} anchored in block {first_anchor.block_number},"
+        f" tx {first_anchor.tx_hash[:18]}…, {first_anchor.gas_used:,} gas"
+    )
+    _ok("one transaction covers every entry in the tree, however many")
+
+    _step("5. Receipts: anyone can verify inclusion, and the anchor")
     receipts = {}
+    reg = ws.registry()
     for i in indices:
         receipts[i] = ws.receipt(i)
         res = verify_receipt(receipts[i], ws.log.get(i), ws.verifier_key, ws.trusted_keys())
+        chk = check_anchor(res.checkpoint, ws.verifier, reg)
         pt = res.statement["predicateType"] if res.statement else "?"
-        _ok(f"entry {i} is in the tree of size {res.checkpoint.size} ({pt})")
+        _ok(
+            f"entry {i} is in the tree of size {res.checkpoint.size} ({pt}),"
+            f" anchored in block {chk.block_number}"
+        )
     console.print("  receipt (c2sp.org/tlog-proof@v1) for entry 1:")
     console.print("  " + receipts[indices[1]].replace("\n", "\n  ").rstrip(), style="dim")
 
-    _step("5. The log only grows: consistency between two checkpoints")
+    _step("6. The log only grows: consistency between two checkpoints, checked on chain")
     old = Checkpoint.parse(note[: note.rfind("\n\n") + 1])
     ws.record(
         statement(
@@ -146,8 +162,44 @@ def _story(tmp: Path) -> None:
     proof = ws.log.consistency_proof(old.size, new.size)
     merkle.verify_consistency(old.size, new.size, proof, old.root, new.root)
     _ok(f"tree {new.size} extends tree {old.size} ({len(proof)} hashes prove it)")
+    second = ws.anchor()
+    _ok(
+        f"anchored size {second.size}: the contract verified that proof with the SHA-256"
+        f" precompile ({second.gas_used:,} gas)"
+    )
 
-    _step("6. Tampering: flip one byte of a stored entry")
+    _step("7. The chain refuses to rewrite history, even from the log's owner")
+    log_id = log_id_of(ws.origin)
+    entries = [ws.log.get(i) for i in range(new.size)]
+    forged = list(entries)
+    forged[1] = forged[1].replace(b"payload", b"PAYLOAD", 1)  # a different history
+    try:
+        reg.anchor(log_id, new.size, merkle.root(forged), [])
+    except ChainError as e:
+        _caught(f"forged history of the same size: {e}")
+    else:
+        raise DemoFailedError("the chain accepted a forged checkpoint of the same size")
+    forged.append(b"one more")
+    hashes = [merkle.leaf_hash(x) for x in forged]
+    try:
+        reg.anchor(
+            log_id,
+            len(forged),
+            merkle.root(forged),
+            merkle.consistency_proof(new.size, hashes),
+        )
+    except ChainError as e:
+        _caught(f"forged history that grows: {e}")
+    else:
+        raise DemoFailedError("the chain accepted a forged extension")
+    try:
+        reg.anchor(log_id, old.size, old.root, [])
+    except ChainError as e:
+        _caught(f"rollback to size {old.size}: {e}")
+    else:
+        raise DemoFailedError("the chain accepted a rollback")
+
+    _step("8. Tampering: flip one byte of a stored entry")
     target = indices[1]
     ws.close()
     db = sqlite3.connect(ws.path / "log.sqlite")

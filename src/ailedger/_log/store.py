@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS entries(idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL, 
 CREATE TABLE IF NOT EXISTS nodes(id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints(
     size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS witnesses(size INTEGER PRIMARY KEY, ref TEXT NOT NULL);
 """
 
 Signer = Callable[[str], str]  # checkpoint text -> signed note
@@ -139,11 +140,51 @@ class Log:
         return h
 
     def _range_hash(self, lo: int, hi: int) -> bytes:
-        parts = [self._node(level, idx) for level, idx in _pow2_ranges(lo, hi)]
-        acc = parts[-1]
-        for h in reversed(parts[:-1]):
-            acc = merkle.node_hash(h, acc)
-        return acc
+        return self._range_hashes([(lo, hi)])[0]
+
+    def _range_hashes(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Hashes of the subtrees over each [lo, hi), fetching every stored node in two queries.
+
+        A proof needs O(log n) nodes; reading them one query each costs more than
+        the hashing, so collect the ids first and fetch them together.
+        """
+        parts = [_pow2_ranges(lo, hi) for lo, hi in ranges]
+        cache = self._node_cache
+        want0: set[int] = set()
+        want: set[int] = set()
+        for ps in parts:
+            for level, idx in ps:
+                nid = _nid(level, idx)
+                if nid not in cache:
+                    (want0 if level == 0 else want).add(idx if level == 0 else nid)
+        got: dict[int, bytes] = {}  # level-0 ids are the leaf index itself (0 << 50 | i)
+        for query, ids in (
+            ("SELECT idx, leaf FROM entries WHERE idx IN ({})", want0),
+            ("SELECT id, hash FROM nodes WHERE id IN ({})", want),
+        ):
+            ids_l = sorted(ids)
+            for k in range(0, len(ids_l), 500):  # stay under SQLite's variable limit
+                chunk = ids_l[k : k + 500]
+                for key, h in self._db.execute(query.format(",".join("?" * len(chunk))), chunk):
+                    got[int(key)] = bytes(h)
+        out = []
+        for ps in parts:
+            hashes = []
+            for level, idx in ps:
+                nid = _nid(level, idx)
+                h = cache.get(nid) or got.get(nid)
+                if h is None:
+                    raise LogError(
+                        f"log storage is missing node ({level}, {idx}): run `ailedger log fsck`"
+                    )
+                if level >= 6 and len(cache) < 1_000_000:  # upper levels: few, in every proof
+                    cache[nid] = h
+                hashes.append(h)
+            acc = hashes[-1]
+            for h in reversed(hashes[:-1]):
+                acc = merkle.node_hash(h, acc)
+            out.append(acc)
+        return out
 
     # -- reading -------------------------------------------------------------------
 
@@ -176,18 +217,18 @@ class Log:
             n = self._check_size(size)
             if index >= n:
                 raise NotFoundError(f"index {index} is not in a tree of size {n}")
-            out: list[bytes] = []
+            ranges: list[tuple[int, int]] = []
             lo, hi, m = 0, n, index
             while hi - lo > 1:
                 k = 1 << ((hi - lo - 1).bit_length() - 1)
                 if m < k:
-                    out.append(self._range_hash(lo + k, hi))
+                    ranges.append((lo + k, hi))
                     hi = lo + k
                 else:
-                    out.append(self._range_hash(lo, lo + k))
+                    ranges.append((lo, lo + k))
                     lo, m = lo + k, m - k
-            out.reverse()
-            return out
+            ranges.reverse()
+            return self._range_hashes(ranges)
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """RFC 9162 §2.1.4.1 proof that the tree of ``size2`` extends that of ``size1``."""
@@ -198,20 +239,20 @@ class Log:
                 raise NotFoundError(
                     f"no consistency proof from size {size1} to {n}: need 0 < old ≤ new"
                 )
-            out: list[bytes] = []
+            ranges: list[tuple[int, int]] = []
             lo, hi, m, complete = 0, n, size1, True
             while m != hi - lo:
                 k = 1 << ((hi - lo - 1).bit_length() - 1)
                 if m <= k:
-                    out.append(self._range_hash(lo + k, hi))
+                    ranges.append((lo + k, hi))
                     hi = lo + k
                 else:
-                    out.append(self._range_hash(lo, lo + k))
+                    ranges.append((lo, lo + k))
                     lo, m, complete = lo + k, m - k, False
             if not complete:
-                out.append(self._range_hash(lo, hi))
-            out.reverse()
-            return out
+                ranges.append((lo, hi))
+            ranges.reverse()
+            return self._range_hashes(ranges)
 
     def _check_size(self, size: int | None) -> int:
         n = self._db_size()
@@ -315,6 +356,19 @@ class Log:
                 f"no checkpoint was issued at size {size}: run `ailedger log checkpoint` first"
             )
         return str(row[0])
+
+    def set_witness(self, size: int, ref: str) -> None:
+        """Remember where the checkpoint of ``size`` was witnessed (an anchor reference).
+
+        Opaque to the log; a cache of facts that verifiers re-check at the source.
+        """
+        self.checkpoint_at(size)  # only checkpoints that were issued can be witnessed
+        with self._tx():
+            self._db.execute("INSERT OR REPLACE INTO witnesses VALUES (?, ?)", (size, ref))
+
+    def witness(self, size: int) -> str | None:
+        row = self._db.execute("SELECT ref FROM witnesses WHERE size=?", (size,)).fetchone()
+        return None if row is None else str(row[0])
 
     def checkpoint_sizes(self) -> list[int]:
         return [int(r[0]) for r in self._db.execute("SELECT size FROM checkpoints ORDER BY size")]
