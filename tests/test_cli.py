@@ -61,9 +61,8 @@ def test_attest_then_verify_receipt(home: Path, tmp_path: Path) -> None:
     f.write_bytes(b"weights")
     pred = tmp_path / "pred.json"
     pred.write_text(json.dumps({"epochs": 3}))
-    out = run(
-        home, "attest", str(f), "--type", "https://example.com/train/v1", "--predicate", str(pred)
-    ).stdout.decode()
+    out = run(home, "attest", str(f), "--type", "https://example.com/train/v1",
+              "--predicate", str(pred), "--anchor").stdout.decode()
     first, receipt = out.split("\n", 1)
     index = int(first.split()[1])
     assert receipt.startswith("c2sp.org/tlog-proof@v1\n")
@@ -73,35 +72,26 @@ def test_attest_then_verify_receipt(home: Path, tmp_path: Path) -> None:
     entry.write_bytes(run(home, "log", "get", str(index)).stdout)
     vk = run(home, "log", "verifier-key").stdout.decode().strip()
     # without a workspace: everything from the command line
-    out = run(
-        tmp_path / "nowhere",
-        "verify-receipt",
-        str(rfile),
-        "--entry",
-        str(entry),
-        "--verifier-key",
-        vk,
-    ).stdout.decode()
+    nowhere = tmp_path / "nowhere"
+    base = ["verify-receipt", str(rfile), "--entry", str(entry), "--verifier-key", vk]
+    out = run(nowhere, *base, "--offline").stdout.decode()
     assert f"OK: entry {index}" in out and "offline" in out
+    out = run(nowhere, *base, "--chain", str(home / "chain.sqlite"),
+              "--contracts", str(home / "deployment.json")).stdout.decode()
+    assert "anchor: anchored on chain 1337" in out
+    p = run(nowhere, *base, ok=False)
+    assert b"--offline" in p.stderr  # no chain to check against: fail closed, and say how
     out = run(home, "verify-receipt", str(rfile)).stdout.decode()
-    assert "https://example.com/train/v1" in out
+    assert "https://example.com/train/v1" in out and "anchor: anchored" in out
     # the wrong entry, a wrong key, a garbage receipt
-    run(
-        tmp_path / "nowhere",
-        "verify-receipt",
-        str(rfile),
-        "--entry",
-        str(f),
-        "--verifier-key",
-        vk,
-        ok=False,
-    )
+    wrong = ["verify-receipt", str(rfile), "--entry", str(f), "--verifier-key", vk, "--offline"]
+    run(nowhere, *wrong, ok=False)
     other = vk.split("+")[0] + "+00000000+" + base64.b64encode(b"\x01" + b"\x00" * 32).decode()
     run(home, "verify-receipt", str(rfile), "--verifier-key", other, ok=False)
     (tmp_path / "garbage").write_text("hello\n")
     run(home, "verify-receipt", str(tmp_path / "garbage"), ok=False)
     run(home, "verify-receipt", str(tmp_path / "missing"), ok=False)
-    run(tmp_path / "nowhere", "verify-receipt", str(rfile), ok=False)
+    run(nowhere, "verify-receipt", str(rfile), ok=False)
 
 
 def test_log_append_roundtrip_and_rejections(home: Path, tmp_path: Path) -> None:

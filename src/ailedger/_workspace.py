@@ -407,11 +407,18 @@ class Workspace:
 
     def anchor(self) -> AnchorResult:
         """Anchor the latest checkpoint on chain (one transaction; idempotent)."""
+        import fcntl
+
         from ._anchor import anchor
 
-        if not self.chain_config.get("deployment"):
-            self.chain_setup()
-        return anchor(self.log, self.registry(), self._verifier)
+        # Two processes anchoring one log would race between reading the last
+        # anchor and sending the next; the contract would refuse the loser. One
+        # lock per workspace makes read-check-send atomic instead.
+        with open(self._path / "anchor.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not self.chain_config.get("deployment"):
+                self.chain_setup()
+            return anchor(self.log, self.registry(), self._verifier)
 
 
 def _initial_chain(chain: str | None) -> dict[str, Any]:

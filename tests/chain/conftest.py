@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
@@ -24,77 +20,7 @@ from ailedger._chain import (
 )
 from ailedger._chain._backend import ChainBackend
 
-ROOT = Path(__file__).resolve().parents[2]
-ANVIL = ROOT / ".tools/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-# anvil's first default dev account (public, well-known test key).
-ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-ANVIL_CHAIN_ID = 31337
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class AnvilNode:
-    def __init__(self, *extra: str) -> None:
-        if not ANVIL.is_file():
-            pytest.fail(
-                f"anvil is not installed at {ANVIL}; run `bash scripts/install_anvil.sh` first",
-                pytrace=False,
-            )
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [str(ANVIL), "--host", "127.0.0.1", "--port", str(self.port), "--silent", *extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.post(
-                    self.url,
-                    json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
-                    timeout=1,
-                )
-                break
-            except requests.exceptions.RequestException:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail(f"anvil did not start on {self.url}", pytrace=False)
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture(scope="session")
-def anvil() -> Iterator[AnvilNode]:
-    node = AnvilNode()
-    yield node
-    node.stop()
-
-
-@pytest.fixture
-def anvil_factory() -> Iterator[type[AnvilNode]]:
-    started: list[AnvilNode] = []
-
-    class Factory(AnvilNode):
-        def __init__(self, *extra: str) -> None:
-            super().__init__(*extra)
-            started.append(self)
-
-    yield Factory
-    for node in started:
-        node.stop()
+from ..conftest import ANVIL_CHAIN_ID, ANVIL_KEY
 
 
 @dataclass

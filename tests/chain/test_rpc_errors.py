@@ -18,7 +18,7 @@ from ailedger._chain import (
 )
 from ailedger.errors import ChainError
 
-from .conftest import ANVIL_CHAIN_ID, ANVIL_KEY, AnvilNode, free_port
+from ..conftest import ANVIL_CHAIN_ID, ANVIL_KEY, AnvilNode, free_port
 
 
 def test_unreachable_url() -> None:

@@ -224,11 +224,11 @@ def _story(tmp: Path) -> None:
         _caught(f"receipt verification: {e}")
     else:
         raise DemoFailedError("a receipt verified against a modified entry")
-    forged = receipts[indices[0]].replace(
+    forged_receipt = receipts[indices[0]].replace(
         base64.b64encode(old.root).decode(), base64.b64encode(bytes(32)).decode()
     )
     try:
-        verify_receipt(forged, ws.log.get(indices[0]), ws.verifier_key)
+        verify_receipt(forged_receipt, ws.log.get(indices[0]), ws.verifier_key)
     except VerificationError as e:
         _caught(f"forged checkpoint root: {e}")
     else:
