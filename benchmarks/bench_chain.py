@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import socket
 import statistics
 import subprocess
 import sys
@@ -148,13 +149,16 @@ def main() -> int:
                 file=sys.stderr,
             )
             return 1
+        with socket.socket() as sock:  # a free port on loopback
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
         anvil = subprocess.Popen(
-            [str(ANVIL), "--host", "127.0.0.1", "--port", "18645", "--silent"],
+            [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
             stdout=subprocess.DEVNULL,
         )
         for _ in range(100):
             try:
-                reg_r = setup(RpcBackend("http://127.0.0.1:18645"), None)
+                reg_r = setup(RpcBackend(f"http://127.0.0.1:{port}"), None)
                 break
             except Exception:
                 time.sleep(0.1)
