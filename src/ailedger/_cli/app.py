@@ -458,6 +458,16 @@ def _need(ws: Workspace | None) -> Workspace:
     return ws
 
 
+def _register_provenance() -> None:
+    from . import data, lineage, runs
+
+    for mod in (data, runs, lineage):
+        mod.register(app)
+
+
+_register_provenance()
+
+
 @app.command()
 def demo() -> None:
     """Tell the ailedger story on a temporary workspace."""

@@ -1,0 +1,1 @@
+"""Internal: AI provenance (datasets, runs, evaluations, predictions, lineage). Not a stable API."""
