@@ -60,6 +60,22 @@ _LEDGER_ERRORS = (Error, OSError, sqlite3.Error)
 _CHUNK = 1 << 20
 
 
+_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_level() -> int:
+    """The warnings stack level of the first frame outside ailedger and contextlib,
+    so a warning points at the user's line, not at ours."""
+    f = sys._getframe(1)
+    level = 1
+    while f is not None and (
+        f.f_code.co_filename.startswith(_HERE) or f.f_code.co_filename == contextlib.__file__
+    ):
+        f = f.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
 class TrackingWarning(UserWarning):
     """A ledger error that tracking reported instead of raising (``strict=False``)."""
 
@@ -88,8 +104,7 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         raise InputError(f"{p}: no such file") from e
     except IsADirectoryError as e:
         raise InputError(
-            f"{p} is a folder: register it with `ailedger data add {p} --name NAME`"
-            " and use the dataset name"
+            f"{p} is a folder; pass a file (a folder of data is used as a dataset)"
         ) from e
     except OSError as e:
         raise InputError(f"cannot read {p}: {e.strerror}") from e
@@ -240,9 +255,10 @@ def resolve_artifact(
     """A resolved dependency / descriptor ``{name, digest, annotations{kind,...}}`` for ``x``.
 
     Resolution order: ``kind="dataset"`` or a ``str`` naming a registered dataset
-    (``find_dataset``) → the dataset (digest = its manifest's sha256); a file →
-    its sha256 (kind ``model`` if asked, else ``file``); ``sha256:<hex>`` → that
-    digest. A folder must be registered as a dataset first.
+    (``find_dataset``) → the dataset (digest = its manifest's sha256); a folder →
+    registered as a dataset named after it (``add_dataset``; an identical latest
+    version is reused); a file → its sha256 (kind ``model`` if asked, else
+    ``file``); ``sha256:<hex>`` → that digest.
 
     :raises InputError: nothing matches, or a folder / unreadable file.
     """
@@ -251,17 +267,13 @@ def resolve_artifact(
 
         rec = find_dataset(ws, x)
         if rec is not None:
-            return {
-                "name": ty.dataset_subject_name(rec.name),
-                "digest": ty.digest(rec.manifest_digest),
-                "annotations": {
-                    "kind": ty.KIND_DATASET,
-                    "index": rec.index,
-                    "root": rec.root,
-                    "leaves": rec.leaves,
-                    "mode": rec.mode,
-                },
-            }
+            return _dataset_dep(rec)
+    if ws is not None and kind in (None, ty.KIND_DATASET) and Path(x).is_dir():
+        from .datasets import add_dataset
+
+        # A folder is a dataset: register it (name = folder name). add_dataset returns
+        # the latest version unchanged when the data is identical, so re-runs add nothing.
+        return _dataset_dep(add_dataset(ws, x))
     if kind == ty.KIND_DATASET:
         raise InputError(
             f"no dataset named {os.fspath(x)!r} in this workspace:"
@@ -281,6 +293,20 @@ def resolve_artifact(
         "name": p.name,
         "digest": ty.digest(file_digest(p)),
         "annotations": {"kind": kind or ty.KIND_FILE},
+    }
+
+
+def _dataset_dep(rec: Any) -> dict[str, Any]:
+    return {
+        "name": ty.dataset_subject_name(rec.name),
+        "digest": ty.digest(rec.manifest_digest),
+        "annotations": {
+            "kind": ty.KIND_DATASET,
+            "index": rec.index,
+            "root": rec.root,
+            "leaves": rec.leaves,
+            "mode": rec.mode,
+        },
     }
 
 
@@ -399,7 +425,7 @@ class Run:
             f" {type(e).__name__}: {e} (training continues; pass strict=True to make this"
             " an error)",
             TrackingWarning,
-            stacklevel=4,
+            stacklevel=_caller_level(),
         )
 
     @property
@@ -531,8 +557,8 @@ class Run:
     # -- what the run used and made -----------------------------------------------
 
     def use(self, x: str | os.PathLike[str], *, kind: str | None = None) -> dict[str, Any] | None:
-        """Declare an input: a registered dataset name, a file (``kind="model"`` for a base
-        model), or ``sha256:<hex>``. Folders must be registered with ``ailedger data add``.
+        """Declare an input: a registered dataset name, a folder (registered as a dataset
+        named after it), a file (``kind="model"`` for a base model), or ``sha256:<hex>``.
 
         Returns the resolved dependency, or None if it could not be resolved (reported).
         """
