@@ -1,0 +1,411 @@
+"""Export bundles: an artifact's lineage in one file another machine can verify.
+
+Three formats:
+
+- ``bundle`` (default): self-contained JSON (``ailedger-bundle/v1``): the log's verifier
+  key and origin, the chain reference, and for every statement of the lineage its log
+  entry (the canonical DSSE envelope) and a ``tlog-proof@v1`` receipt, plus the blobs
+  needed to check predicates (dataset manifests, prediction leaves, external predicates),
+  base64, up to a size budget. ``verify_artifact(load_bundle(...))`` checks it with no
+  access to the workspace. See docs/lineage.md for the fields.
+- ``intoto``: JSON lines, one canonical DSSE envelope per line (for in-toto/SLSA tools).
+- ``prov-json``: W3C PROV-JSON (entities, activities, agents and their relations).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import rfc8785
+
+from .._log.note import Verifier
+from ..errors import Error, InputError, VerificationError
+from . import types as t
+from .lineage import (
+    _HEX64,
+    LineageGraph,
+    MemorySource,
+    StatementNode,
+    annotate,
+    b64,
+    lineage,
+    unb64,
+)
+
+if TYPE_CHECKING:
+    from .._workspace import Workspace
+
+FORMAT = "ailedger-bundle/v1"
+FORMATS = ("bundle", "prov-json", "intoto")
+MAX_BLOB = 16 * 1024 * 1024  # one blob larger than this is left out (and listed as omitted)
+MAX_BLOBS_TOTAL = 64 * 1024 * 1024  # the bundle stays loadable in memory
+
+
+# -- writing -----------------------------------------------------------------------
+
+
+def _blobs_needed(g: LineageGraph) -> list[tuple[str, str]]:
+    """(digest, role) of every blob a verifier needs to check the graph's predicates."""
+    out: list[tuple[str, str]] = []
+    for n in g:
+        if n.external_blob:
+            out.append((n.external_blob, "external-predicate"))
+        pred = g.effective_predicates.get(n.index, {})
+        if n.predicate_type == t.DATASET:
+            d = _digest_in(pred.get("manifest"))
+            if d:
+                out.append((d, "dataset-manifest"))
+        elif n.predicate_type == t.PREDICTIONS:
+            d = _digest_in(pred.get("leaves"))
+            if d:
+                out.append((d, "prediction-leaves"))
+    seen: set[str] = set()
+    return [(d, r) for d, r in out if not (d in seen or seen.add(d))]  # type: ignore[func-returns-value]
+
+
+def _digest_in(obj: object) -> str | None:
+    if isinstance(obj, dict) and isinstance(obj.get("digest"), dict):
+        v = obj["digest"].get("sha256")
+        if isinstance(v, str) and _HEX64.fullmatch(v):
+            return v
+    return None
+
+
+def export_bundle(
+    ws: Workspace,
+    artifact: str | os.PathLike[str],
+    *,
+    max_blob: int = MAX_BLOB,
+    max_total: int = MAX_BLOBS_TOTAL,
+) -> dict[str, Any]:
+    """The self-contained verification bundle of ``artifact`` (format ``ailedger-bundle/v1``).
+
+    Receipts are against the log's latest checkpoint: anchor first (``ws.anchor()``) if the
+    bundle should verify online.
+
+    @param artifact a file path, ``sha256:<hex>`` or a dataset name
+    @return a JSON-ready dict; write it with :func:`dumps`
+    @raises NotFoundError when the artifact has no history
+    """
+    g = lineage(ws, artifact)
+    ws.log.checkpoint()  # sign the current tree so every receipt has a checkpoint
+    keys = ws.trusted_keys()
+    signers: dict[str, Any] = {}
+    statements = []
+    for n in g:
+        for kid in n.keyids:
+            if kid in keys and kid not in signers:
+                signers[kid] = {
+                    "ed25519": b64(keys[kid]),
+                    "name": ws.name if kid == ws.keyid else None,
+                }
+        statements.append(
+            {
+                "index": n.index,
+                "predicateType": n.predicate_type,
+                "envelope": n.envelope,
+                "receipt": ws.receipt(n.index),
+            }
+        )
+    blobs: dict[str, Any] = {}
+    omitted: list[dict[str, Any]] = []
+    total = 0
+    for d, role in _blobs_needed(g):
+        try:
+            data = ws.blobs.get(d)
+        except Error as e:
+            omitted.append({"digest": {"sha256": d}, "role": role, "reason": str(e)})
+            continue
+        if len(data) > max_blob or total + len(data) > max_total:
+            omitted.append(
+                {"digest": {"sha256": d}, "role": role, "size": len(data), "reason": "too large"}
+            )
+            continue
+        total += len(data)
+        blobs[d] = {"role": role, "size": len(data), "base64": b64(data)}
+    chain: dict[str, Any] | None = None
+    cfg = ws.chain_config
+    if cfg.get("deployment"):
+        chain = {
+            "backend": cfg.get("backend"),
+            "chain_id": cfg.get("chain_id"),
+            "url": cfg.get("url"),
+            "CheckpointRegistry": cfg["deployment"]["contracts"].get("CheckpointRegistry"),
+            "deployment": cfg["deployment"],
+        }
+    return {
+        "format": FORMAT,
+        "created": _now(),
+        "artifact": {"name": g.name, "digest": {"sha256": g.digest}},
+        "log": {"origin": ws.origin, "verifier_key": ws.verifier_key, "size": ws.log.size},
+        "chain": chain,
+        "signers": signers,
+        "statements": statements,
+        "blobs": blobs,
+        "omitted_blobs": omitted,
+    }
+
+
+def dumps(doc: Mapping[str, Any]) -> bytes:
+    """Bundle bytes: indented JSON with sorted keys, ending in a newline."""
+    return (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def export_intoto(ws: Workspace, artifact: str | os.PathLike[str]) -> bytes:
+    """JSON lines: the canonical DSSE envelope of each statement of the lineage, log order."""
+    g = lineage(ws, artifact)
+    return b"".join(n.entry + b"\n" for n in g)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- reading -----------------------------------------------------------------------
+
+
+@dataclass
+class Bundle:
+    """A parsed, structurally checked bundle (nothing cryptographic verified yet)."""
+
+    doc: dict[str, Any]
+    digest: str
+    name: str | None
+    verifier_key: str
+    origin: str
+    chain: dict[str, Any] | None
+    signers: dict[str, bytes]
+    signer_names: dict[str, str]
+    entries: dict[int, bytes]
+    receipts: dict[int, str]
+    blobs: dict[str, bytes]
+    omitted: set[str] = field(default_factory=set)
+
+    def source(self) -> MemorySource:
+        return MemorySource(self.entries, self.blobs)
+
+
+def _need(cond: bool, what: str) -> None:
+    if not cond:
+        raise VerificationError(f"bundle is not valid: {what}")
+
+
+def load_bundle(data: bytes | str | Mapping[str, Any], where: str = "bundle") -> Bundle:
+    """Parse a bundle, refusing anything truncated or malformed with one clear error.
+
+    @raises VerificationError naming the field that is wrong
+    """
+    if isinstance(data, Mapping):
+        doc: Any = dict(data)
+    else:
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise VerificationError(
+                f"{where} is not valid JSON (truncated or edited?): {e}"
+            ) from None
+    _need(isinstance(doc, dict), "not a JSON object")
+    _need(doc.get("format") == FORMAT, f"format must be {FORMAT!r}")
+    art = doc.get("artifact")
+    digest = _digest_in(art)
+    _need(digest is not None, "artifact.digest.sha256 must be 64 hex digits")
+    assert digest is not None and isinstance(art, dict)
+    log = doc.get("log")
+    _need(isinstance(log, dict), "log must be an object")
+    vk, origin = log.get("verifier_key"), log.get("origin")
+    _need(isinstance(vk, str) and isinstance(origin, str), "log.verifier_key/origin missing")
+    chain = doc.get("chain")
+    _need(chain is None or isinstance(chain, dict), "chain must be an object or null")
+    signers: dict[str, bytes] = {}
+    names: dict[str, str] = {}
+    raw_signers = doc.get("signers")
+    _need(isinstance(raw_signers, dict), "signers must be an object")
+    for kid, s in raw_signers.items():
+        _need(isinstance(s, dict), f"signer {kid} must be an object")
+        try:
+            key = unb64(s.get("ed25519"), f"signer {kid} key")
+        except InputError as e:
+            raise VerificationError(f"bundle is not valid: {e}") from None
+        _need(len(key) == 32, f"signer {kid}: an Ed25519 key is 32 bytes")
+        signers[str(kid)] = key
+        if isinstance(s.get("name"), str):
+            names[str(kid)] = s["name"]
+    entries: dict[int, bytes] = {}
+    receipts: dict[int, str] = {}
+    sts = doc.get("statements")
+    _need(isinstance(sts, list) and bool(sts), "statements must be a non-empty list")
+    for k, s in enumerate(sts):
+        _need(isinstance(s, dict), f"statement #{k} must be an object")
+        idx = s.get("index")
+        _need(
+            isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0,
+            f"statement #{k}: index must be a non-negative integer",
+        )
+        _need(idx not in entries, f"statement index {idx} appears twice")
+        env = s.get("envelope")
+        _need(isinstance(env, dict), f"statement {idx}: envelope must be an object")
+        try:
+            entries[idx] = rfc8785.dumps(env)
+        except (rfc8785.CanonicalizationError, ValueError, TypeError) as e:
+            raise VerificationError(f"bundle statement {idx}: envelope is not JSON: {e}") from None
+        _need(isinstance(s.get("receipt"), str), f"statement {idx}: receipt must be text")
+        receipts[idx] = s["receipt"]
+    blobs: dict[str, bytes] = {}
+    raw_blobs = doc.get("blobs", {})
+    _need(isinstance(raw_blobs, dict), "blobs must be an object")
+    for d, b in raw_blobs.items():
+        _need(isinstance(b, dict), f"blob {d} must be an object")
+        try:
+            blobs[str(d)] = unb64(b.get("base64"), f"blob {d}")
+        except InputError as e:
+            raise VerificationError(f"bundle is not valid: {e}") from None
+    omitted = set()
+    for o in doc.get("omitted_blobs") or []:
+        d = _digest_in(o)
+        if d:
+            omitted.add(d)
+    return Bundle(
+        doc=doc,
+        digest=digest,
+        name=art.get("name") if isinstance(art.get("name"), str) else None,
+        verifier_key=vk,
+        origin=origin,
+        chain=chain,
+        signers=signers,
+        signer_names=names,
+        entries=entries,
+        receipts=receipts,
+        blobs=blobs,
+        omitted=omitted,
+    )
+
+
+def read_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Read and parse a bundle file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise InputError(f"{os.fspath(path)}: no such bundle file") from None
+    except OSError as e:
+        raise InputError(f"cannot read {os.fspath(path)}: {e.strerror}") from None
+    return load_bundle(data, os.fspath(path))
+
+
+def bundle_verifier(b: Bundle) -> Verifier:
+    try:
+        v = Verifier.parse(b.verifier_key)
+    except Error as e:
+        raise VerificationError(f"bundle's log verifier key is not valid (edited?): {e}") from None
+    if v.name != b.origin:
+        raise VerificationError("bundle's log origin does not match its verifier key's name")
+    return v
+
+
+# -- W3C PROV-JSON -----------------------------------------------------------------
+
+_PROV_PREFIX = {
+    "ailedger": "https://ailedger.dev/ns/prov#",
+    "sha256": "urn:sha256:",
+    "log": "urn:ailedger:log-entry:",
+    "key": "urn:ailedger:keyid:",
+}
+
+
+def export_prov(ws: Workspace, artifact: str | os.PathLike[str]) -> dict[str, Any]:
+    """W3C PROV-JSON of the lineage (https://www.w3.org/submissions/prov-json/).
+
+    Entities are artifacts (``sha256:<hex>``), activities are statements
+    (``log:<origin>/<index>``), agents are signing keys (``key:<keyid>``).
+    """
+    g = lineage(ws, artifact)
+    annotate(ws, g)
+    return prov_document(g, ws.origin)
+
+
+def prov_document(g: LineageGraph, origin: str) -> dict[str, Any]:
+    """Map a lineage graph onto PROV-JSON (see docs/lineage.md for the rules)."""
+    entity: dict[str, Any] = {}
+    activity: dict[str, Any] = {}
+    agent: dict[str, Any] = {}
+    rel: dict[str, dict[str, Any]] = {
+        k: {} for k in ("wasGeneratedBy", "used", "wasAssociatedWith", "wasDerivedFrom")
+    }
+
+    def add(kind: str, body: dict[str, Any]) -> None:
+        rel[kind][f"_:{kind}{len(rel[kind]) + 1}"] = body
+
+    def ent(d: str, name: str | None, typ: str | None) -> str:
+        eid = f"sha256:{d}"
+        e = entity.setdefault(eid, {"ailedger:sha256": d})
+        if name and "prov:label" not in e:
+            e["prov:label"] = name
+        if typ and "prov:type" not in e:
+            e["prov:type"] = f"ailedger:{typ}"
+        return eid
+
+    for n in g:
+        aid = f"log:{origin}/{n.index}"
+        pred = g.effective_predicates.get(n.index, {})
+        act: dict[str, Any] = {
+            "prov:type": f"ailedger:{n.kind}",
+            "ailedger:predicateType": n.predicate_type,
+            "ailedger:logIndex": n.index,
+        }
+        start, end = _times(n, pred)
+        if start:
+            act["prov:startTime"] = start
+        if end:
+            act["prov:endTime"] = end
+        activity[aid] = act
+        for kid in n.keyids:
+            gid = f"key:{kid}"
+            agent.setdefault(gid, {"prov:type": "prov:SoftwareAgent"})
+            if n.signer:
+                agent[gid]["prov:label"] = n.signer
+            add("wasAssociatedWith", {"prov:activity": aid, "prov:agent": gid})
+        used = []
+        for dep in n.dependencies:
+            uid = ent(dep.ref.digest, dep.ref.name, dep.ref.kind)
+            used.append(uid)
+            add("used", {"prov:activity": aid, "prov:entity": uid})
+        if n.predicate_type in (t.TRAINING, t.DATASET, t.PREDICTIONS):
+            typ = {t.TRAINING: "model", t.DATASET: "dataset", t.PREDICTIONS: "predictions"}[
+                n.predicate_type
+            ]
+            for s in n.subjects:
+                gid = ent(s.digest, s.name, typ)
+                add("wasGeneratedBy", {"prov:entity": gid, "prov:activity": aid})
+                for uid in used:
+                    add(
+                        "wasDerivedFrom",
+                        {"prov:generatedEntity": gid, "prov:usedEntity": uid, "prov:activity": aid},
+                    )
+        else:
+            for s in n.subjects:  # an evaluation (or other attestation) is *about* its subject
+                uid = ent(s.digest, s.name, None)
+                if uid not in used:
+                    add("used", {"prov:activity": aid, "prov:entity": uid})
+    doc: dict[str, Any] = {"prefix": dict(_PROV_PREFIX), "entity": entity, "activity": activity}
+    doc["agent"] = agent
+    doc.update({k: v for k, v in rel.items() if v})
+    return doc
+
+
+def _times(n: StatementNode, pred: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    if n.predicate_type == t.TRAINING:
+        rd = pred.get("runDetails")
+        md = rd.get("metadata") if isinstance(rd, dict) else None
+        if isinstance(md, dict):
+            s, e = md.get("startedOn"), md.get("finishedOn")
+            return (s if isinstance(s, str) else None, e if isinstance(e, str) else None)
+        return None, None
+    if n.predicate_type == t.PREDICTIONS:
+        s, e = pred.get("from"), pred.get("to")
+        return (s if isinstance(s, str) else None, e if isinstance(e, str) else None)
+    return n.time, n.time
