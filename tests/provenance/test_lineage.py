@@ -60,7 +60,9 @@ def dataset_statement(ws: ailedger.Workspace, name: str, folder: Path) -> tuple[
     for p in sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix().encode()):
         if p.is_file():
             b = p.read_bytes()
-            files.append({"path": p.relative_to(folder).as_posix(), "size": len(b), "sha256": sha(b)})
+            files.append(
+                {"path": p.relative_to(folder).as_posix(), "size": len(b), "sha256": sha(b)}
+            )
     manifest = canon({"version": 1, "mode": "files", "files": files})
     mdig = ws.blobs.put(manifest)
     root = merkle.root([canon(f) for f in files]).hex()
@@ -74,7 +76,11 @@ def dataset_statement(ws: ailedger.Workspace, name: str, folder: Path) -> tuple[
             "files": len(files),
             "bytes": sum(f["size"] for f in files),  # type: ignore[misc]
         },
-        "manifest": {"digest": t.digest(mdig), "size": len(manifest), "mediaType": "application/json"},
+        "manifest": {
+            "digest": t.digest(mdig),
+            "size": len(manifest),
+            "mediaType": "application/json",
+        },
         "license": "CC-BY-4.0",
         "origin": str(folder),
         "preparation": ["none"],
@@ -128,7 +134,11 @@ def build(root: Path, name: str = "alice") -> Built:
         bdig, mod = sha(base.read_bytes()), sha(model.read_bytes())
         i_ds = ws.record(ds)
         i_base = ws.record(training_statement(ws.name, ("base.bin", bdig), [], "r0"))
-        ws.record(ailedger.statement([{"name": "noise", "digest": t.digest(sha(b"x"))}], "https://example.com/other/v1"))
+        ws.record(
+            ailedger.statement(
+                [{"name": "noise", "digest": t.digest(sha(b"x"))}], "https://example.com/other/v1"
+            )
+        )
         i_run = ws.record(
             training_statement(
                 ws.name,
@@ -154,7 +164,9 @@ def build(root: Path, name: str = "alice") -> Built:
         )
         i_eval = ws.record(ev)
         leaves = [
-            canon({"input_sha256": sha(b"in%d" % k), "output_sha256": sha(b"out%d" % k), "time": T1})
+            canon(
+                {"input_sha256": sha(b"in%d" % k), "output_sha256": sha(b"out%d" % k), "time": T1}
+            )
             for k in range(5)
         ]
         blob = b"".join(x + b"\n" for x in leaves)
@@ -166,7 +178,11 @@ def build(root: Path, name: str = "alice") -> Built:
                 "model": {"name": "model.bin", "digest": t.digest(mod)},
                 "count": len(leaves),
                 "root": merkle.root(leaves).hex(),
-                "leaves": {"digest": t.digest(ldig), "size": len(blob), "mediaType": "application/jsonl"},
+                "leaves": {
+                    "digest": t.digest(ldig),
+                    "size": len(blob),
+                    "mediaType": "application/jsonl",
+                },
                 "from": T0,
                 "to": T1,
             },
@@ -241,7 +257,12 @@ def test_index_is_incremental_and_skips_non_statements(copy: Built) -> None:
 
 
 def test_refs_of_rejects_garbage() -> None:
-    for junk in (b"", b"{}", b"[1]", b'{"payloadType":"application/vnd.in-toto+json","payload":"!!"}'):
+    for junk in (
+        b"",
+        b"{}",
+        b"[1]",
+        b'{"payloadType":"application/vnd.in-toto+json","payload":"!!"}',
+    ):
         assert refs_of(junk) == []
 
 
@@ -287,7 +308,7 @@ def test_no_history_is_one_clear_error(built: Built, tmp_path: Path) -> None:
     f = tmp_path / "stranger.bin"
     f.write_bytes(b"never recorded")
     with ailedger.Workspace.open(built.ws_path) as ws:
-        with pytest.raises(ailedger.NotFoundError, match="no history for stranger.bin"):
+        with pytest.raises(ailedger.NotFoundError, match=r"no history for stranger\.bin"):
             lineage(ws, f)
         with pytest.raises(ailedger.InputError, match="no such file, and no dataset"):
             lineage(ws, str(tmp_path / "missing"))
@@ -300,7 +321,9 @@ def test_source_survives_edited_index(copy: Built) -> None:
     with ailedger.Workspace.open(copy.ws_path) as ws:
         update_index(ws)
         db = sqlite3.connect(ws.path / "provenance.sqlite")
-        db.execute("INSERT INTO lineage_index VALUES (?, 'subject', ?)", ("ab" * 32, copy.idx["run"]))
+        db.execute(
+            "INSERT INTO lineage_index VALUES (?, 'subject', ?)", ("ab" * 32, copy.idx["run"])
+        )
         db.commit()
         db.close()
         with pytest.raises(ailedger.NotFoundError):
@@ -321,7 +344,13 @@ def test_verify_passes_offline_and_online(built: Built) -> None:
     with ailedger.Workspace.open(built.ws_path) as ws:
         off = verify_artifact(ws, built.model, offline=True)
         assert off.ok, off.summary()
-        assert {c.check for c in off.checks} == {"artifact", "signature", "checkpoint", "inclusion", "data"}
+        assert {c.check for c in off.checks} == {
+            "artifact",
+            "signature",
+            "checkpoint",
+            "inclusion",
+            "data",
+        }
         on = verify_artifact(ws, built.model)
         assert on.ok, on.summary()
         anchors = [c for c in on.checks if c.check == "anchor"]
@@ -331,7 +360,10 @@ def test_verify_passes_offline_and_online(built: Built) -> None:
         assert "5 prediction leaves" in data[built.idx["pred"]]
         # explicit chain + contracts, as a third party on the same chain would
         ext = verify_artifact(
-            ws, built.model, chain=str(ws.path / "chain.sqlite"), contracts=ws.path / "deployment.json"
+            ws,
+            built.model,
+            chain=str(ws.path / "chain.sqlite"),
+            contracts=ws.path / "deployment.json",
         )
         assert ext.ok, ext.summary()
 

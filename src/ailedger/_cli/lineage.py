@@ -180,7 +180,9 @@ def _write(output: str, data: bytes) -> None:
 def _print(tree: Tree) -> None:
     from rich.console import Console
 
-    Console(soft_wrap=False, highlight=False).print(tree)
+    # Piped output is for grep and logs: one line per node, never wrapped or cut.
+    width = None if sys.stdout.isatty() else 1000
+    Console(highlight=False, width=width).print(tree)
 
 
 # -- drawing -----------------------------------------------------------------------

@@ -645,8 +645,8 @@ def _verify_bundle(
             ck.add("anchor", False, f"cannot use the chain: {e}")
         else:
             ck.anchor_fn = lambda cp: check_anchor(cp, v, reg, None)
-            # check_anchor also checks the registry binds the origin to this key
-            key_bound = key_bound or contracts is not None
+            if contracts is not None:  # a registry the verifier chose can bind the key
+                key_bound = _bound_on_chain(ck, reg, v) or key_bound
     # DSSE keys: the log's own key is bound with the log key; others need the chain.
     keys: dict[str, bytes] = dict(trusted_keys or {})
     names: dict[str, str] = {}
@@ -690,18 +690,58 @@ def _verify_bundle(
             if n is None:
                 n = _node(idx, b.entries[idx], src.blob)
             if n is None:
+                # Not a statement any more (edited?): still check what can be checked,
+                # so the report says exactly how the entry differs from what was logged.
                 ck.r.checks.append(
                     Check(
                         "statement", False, "entry is not a DSSE in-toto statement (edited?)", idx
                     )
                 )
-                continue
+                n = _raw_node(idx, b.entries[idx])
             n.signer = next((names[k] for k in n.keyids if k in names), None)
             ck.statement(n, b.receipts.get(idx), keys, src.blob, b.omitted, names)
     finally:
         if backend is not None:
             backend.close()
     return report
+
+
+def _bound_on_chain(ck: _Checker, reg: CheckpointRegistryClient, v: Verifier) -> bool:
+    from .._chain import log_id_of
+
+    try:
+        info = reg.log_info(log_id_of(v.name))
+    except Exception as e:  # chain libraries raise anything; fail closed
+        ck.add("log key", False, f"cannot read the CheckpointRegistry: {e}")
+        return False
+    if info is None:
+        ck.add("log key", False, f"log {v.name} is not registered on chain {reg.backend.chain_id}")
+        return False
+    if info.verifier_key != str(v):
+        ck.add(
+            "log key", False, f"the chain binds log {v.name} to another key: {info.verifier_key}"
+        )
+        return False
+    ck.add(
+        "log key",
+        True,
+        f"bound on chain {reg.backend.chain_id} by CheckpointRegistry {reg.address}",
+    )
+    return True
+
+
+def _raw_node(idx: int, entry: bytes) -> StatementNode:
+    try:
+        env = json.loads(entry)
+    except ValueError:
+        env = {}
+    sigs = env.get("signatures") if isinstance(env, dict) else None
+    keyids = tuple(
+        str(s.get("keyid", ""))
+        for s in (sigs if isinstance(sigs, list) else [])
+        if isinstance(s, dict)
+    )
+    return StatementNode(idx, "", {}, env if isinstance(env, dict) else {}, entry, keyids, [], [])
 
 
 def _node(idx: int, entry: bytes, blob: Callable[[str], bytes | None]) -> StatementNode | None:

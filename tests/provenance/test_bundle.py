@@ -1,0 +1,409 @@
+"""Export bundles (bundle, intoto, prov-json), verifying them with no workspace, and bad input."""
+
+from __future__ import annotations
+
+import base64
+import copy as copymod
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ailedger
+from ailedger._provenance import types as t
+from ailedger._provenance.bundle import (
+    FORMAT,
+    dumps,
+    export_bundle,
+    export_intoto,
+    export_prov,
+    load_bundle,
+)
+from ailedger._provenance.verify import verify_artifact
+from ailedger._statements import dsse
+
+from ..conftest import PYTHON
+from . import test_lineage as tl
+from .test_lineage import Built, build
+
+# the fixtures of test_lineage, shared (module-scoped: built once for this module too)
+built = tl.built
+copy = tl.copy
+
+
+@pytest.fixture(scope="module")
+def bundle(built: Built) -> dict[str, Any]:
+    with ailedger.Workspace.open(built.ws_path) as ws:
+        return export_bundle(ws, built.model)
+
+
+@pytest.fixture(scope="module")
+def vk(built: Built) -> str:
+    with ailedger.Workspace.open(built.ws_path) as ws:
+        return ws.verifier_key
+
+
+def _failed(rep: Any) -> list[tuple[int | None, str]]:
+    return [(c.index, c.check) for c in rep.failures]
+
+
+# -- the bundle format -------------------------------------------------------------
+
+
+def test_bundle_fields(bundle: dict[str, Any], built: Built, vk: str) -> None:
+    b = bundle
+    assert b["format"] == FORMAT
+    assert b["artifact"] == {"name": "model.bin", "digest": {"sha256": built.model_digest}}
+    assert b["log"]["verifier_key"] == vk and vk.startswith(b["log"]["origin"] + "+")
+    assert b["chain"]["chain_id"] == 1337 and b["chain"]["CheckpointRegistry"].startswith("0x")
+    assert [s["index"] for s in b["statements"]] == sorted(
+        built.idx[k] for k in ("dataset", "base", "run", "eval", "pred")
+    )
+    for s in b["statements"]:
+        assert s["receipt"].startswith("c2sp.org/tlog-proof@v1\n")
+        assert f"\nindex {s['index']}\n" in s["receipt"]
+    roles = {d: v["role"] for d, v in b["blobs"].items()}
+    assert roles == {
+        built.manifest_digest: "dataset-manifest",
+        built.leaves_digest: "prediction-leaves",
+    }
+    assert b["omitted_blobs"] == []
+    (kid,) = b["signers"]
+    assert b["signers"][kid]["name"] == "alice"
+    # serialised bytes load back to the same document
+    assert load_bundle(dumps(b)).doc == json.loads(dumps(b))
+
+
+def test_blob_budget_omits_and_says_so(built: Built, vk: str) -> None:
+    with ailedger.Workspace.open(built.ws_path) as ws:
+        b = export_bundle(ws, built.model, max_blob=10)
+    assert b["blobs"] == {}
+    assert {o["role"] for o in b["omitted_blobs"]} == {"dataset-manifest", "prediction-leaves"}
+    rep = verify_artifact(b, built.model, offline=True, verifier_key=vk)
+    assert rep.ok, rep.summary()
+    assert sum("left out of the bundle" in w for w in rep.warnings) == 2
+
+
+# -- verifying a bundle ------------------------------------------------------------
+
+
+def test_bundle_verifies_offline_with_key(bundle: dict[str, Any], built: Built, vk: str) -> None:
+    rep = verify_artifact(bundle, built.model, offline=True, verifier_key=vk)
+    assert rep.ok, rep.summary()
+    assert not any("out of band" in w for w in rep.warnings)
+    checks = {(c.index, c.check) for c in rep.checks}
+    for i in built.idx.values():
+        assert {(i, "signature"), (i, "checkpoint"), (i, "inclusion")} <= checks
+    # artifact defaults to the bundle's own
+    assert verify_artifact(bundle, offline=True, verifier_key=vk).ok
+
+
+def test_bundle_key_alone_fails_closed(bundle: dict[str, Any]) -> None:
+    rep = verify_artifact(bundle, offline=True)
+    assert _failed(rep) == [(None, "log key")]
+    assert "check it out of band" in rep.failures[0].detail
+    rep = verify_artifact(bundle, offline=True, trust_bundle_key=True)
+    assert rep.ok and any("key taken from the bundle" in w for w in rep.warnings)
+
+
+def test_bundle_verifies_online(bundle: dict[str, Any], built: Built) -> None:
+    rep = verify_artifact(
+        bundle,
+        built.model,
+        chain=str(built.ws_path / "chain.sqlite"),
+        contracts=built.ws_path / "deployment.json",
+    )
+    assert rep.ok, rep.summary()
+    assert any(c.check == "log key" and "bound on chain" in c.detail for c in rep.checks)
+    assert sum(c.check == "anchor" for c in rep.checks) == 5
+    # online without a chain is a failed check, not a silent pass
+    rep = verify_artifact(bundle, built.model, trust_bundle_key=True)
+    assert (None, "anchor") in _failed(rep)
+
+
+def test_bundle_model_changed_by_one_byte(
+    bundle: dict[str, Any], tmp_path: Path, built: Built, vk: str
+) -> None:
+    f = tmp_path / "model.bin"
+    b = bytearray(built.model.read_bytes())
+    b[0] ^= 0x80
+    f.write_bytes(bytes(b))
+    rep = verify_artifact(bundle, f, offline=True, verifier_key=vk)
+    assert _failed(rep) == [(None, "artifact")]
+    assert "the file was changed" in rep.failures[0].detail
+
+
+def _edit_b64(s: str, pos: int) -> str:
+    c = s[pos]
+    return s[:pos] + ("B" if c != "B" else "C") + s[pos + 1 :]
+
+
+def test_bundle_edited_envelope(bundle: dict[str, Any], built: Built, vk: str) -> None:
+    b = copymod.deepcopy(bundle)
+    s = next(s for s in b["statements"] if s["index"] == built.idx["run"])
+    s["envelope"]["payload"] = _edit_b64(s["envelope"]["payload"], 40)
+    rep = verify_artifact(b, offline=True, verifier_key=vk)
+    assert not rep.ok
+    assert (built.idx["run"], "signature") in _failed(rep)
+    assert (built.idx["run"], "inclusion") in _failed(rep)
+
+
+def test_bundle_edited_receipt_hash(bundle: dict[str, Any], built: Built, vk: str) -> None:
+    b = copymod.deepcopy(bundle)
+    s = next(s for s in b["statements"] if s["index"] == built.idx["eval"])
+    lines = s["receipt"].split("\n")
+    k = next(i for i, line in enumerate(lines) if line.startswith("index ")) + 1
+    lines[k] = _edit_b64(lines[k], 3)
+    s["receipt"] = "\n".join(lines)
+    rep = verify_artifact(b, offline=True, verifier_key=vk)
+    assert _failed(rep) == [(built.idx["eval"], "inclusion")]
+    assert rep.failures[0].predicate_type == t.EVALUATION
+
+
+def test_bundle_edited_verifier_key(bundle: dict[str, Any], vk: str) -> None:
+    b = copymod.deepcopy(bundle)
+    b["log"]["verifier_key"] = _edit_b64(vk, len(vk) - 5)
+    rep = verify_artifact(b, offline=True, trust_bundle_key=True)
+    assert _failed(rep) == [(None, "log key")]
+    assert "edited" in rep.failures[0].detail
+
+
+def test_bundle_edited_blob(bundle: dict[str, Any], built: Built, vk: str) -> None:
+    b = copymod.deepcopy(bundle)
+    raw = bytearray(base64.b64decode(b["blobs"][built.manifest_digest]["base64"]))
+    raw[-3] ^= 1
+    b["blobs"][built.manifest_digest]["base64"] = base64.b64encode(bytes(raw)).decode()
+    rep = verify_artifact(b, offline=True, verifier_key=vk)
+    assert _failed(rep) == [(built.idx["dataset"], "data")]
+
+
+def test_bundle_from_another_log_fails_with_the_real_key(
+    tmp_path: Path,
+    vk: str,
+) -> None:
+    """An attacker re-signs the same history in their own log: the bundle is self-consistent."""
+    other = build(tmp_path, name="mallory")
+    with ailedger.Workspace.open(other.ws_path) as ws:
+        b = export_bundle(ws, other.model)
+    assert verify_artifact(b, offline=True, trust_bundle_key=True).ok
+    rep = verify_artifact(b, offline=True, verifier_key=vk)
+    assert _failed(rep) == [(None, "log key")]
+
+
+def test_unanchored_bundle_fails_online(copy: Built) -> None:
+    with ailedger.Workspace.open(copy.ws_path) as ws:
+        ws.record(
+            ailedger.statement(
+                [{"name": "x", "digest": t.digest(copy.model_digest)}],
+                "https://example.com/note/v1",
+            )
+        )
+        b = export_bundle(ws, copy.model)
+    rep = verify_artifact(
+        b, chain=str(copy.ws_path / "chain.sqlite"), contracts=copy.ws_path / "deployment.json"
+    )
+    assert not rep.ok
+    assert {c for _, c in _failed(rep)} == {"anchor"}
+    assert "not anchored yet" in rep.failures[0].detail
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"{", b"[]", b'{"format": "x"}', b"\xff\xfe", b"null"],
+)
+def test_malformed_bundles_are_one_error(data: bytes) -> None:
+    with pytest.raises(ailedger.VerificationError, match="bundle"):
+        load_bundle(data)
+
+
+def test_truncated_bundle(bundle: dict[str, Any]) -> None:
+    raw = dumps(bundle)
+    for cut in (1, len(raw) // 2, len(raw) - 3):
+        with pytest.raises(ailedger.VerificationError, match="truncated or edited"):
+            load_bundle(raw[:cut])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_any_envelope_edit_fails(bundle: dict[str, Any], vk: str, data: st.DataObject) -> None:
+    b = copymod.deepcopy(bundle)
+    s = data.draw(st.sampled_from(b["statements"]))
+    field = data.draw(st.sampled_from(["payload", "sig", "payloadType"]))
+    env = s["envelope"]
+    target = env["signatures"][0] if field == "sig" else env
+    text = target[field]
+    pos = data.draw(st.integers(0, len(text) - 1))
+    ch = data.draw(st.sampled_from("ABab09+/=x"))
+    if text[pos] == ch:
+        return
+    target[field] = text[:pos] + ch + text[pos + 1 :]
+    rep = verify_artifact(b, offline=True, verifier_key=vk)
+    assert not rep.ok
+    assert any(c.index == s["index"] for c in rep.failures) or any(
+        c.check == "lineage" for c in rep.failures
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pos=st.integers(min_value=0), byte=st.integers(0, 255))
+def test_any_byte_edit_is_an_ailedger_error_or_a_report(
+    bundle: dict[str, Any], vk: str, pos: int, byte: int
+) -> None:
+    raw = bytearray(dumps(bundle))
+    raw[pos % len(raw)] = byte
+    try:
+        rep = verify_artifact(load_bundle(bytes(raw)), offline=True, verifier_key=vk)
+    except ailedger.Error:
+        return
+    assert isinstance(rep.ok, bool)
+
+
+# -- other formats -------------------------------------------------------------------
+
+
+def test_intoto_lines_are_envelopes(built: Built) -> None:
+    with ailedger.Workspace.open(built.ws_path) as ws:
+        data = export_intoto(ws, built.model)
+        keys = ws.trusted_keys()
+        assert data.endswith(b"\n")
+        lines = data.split(b"\n")[:-1]
+        assert len(lines) == 5
+        for i, line in zip(sorted(built.idx.values()), lines, strict=True):
+            assert line == ws.log.get(i)
+            env = dsse.parse(line)
+            payload, _ = dsse.verify(env, keys)
+            assert json.loads(payload)["_type"] == "https://in-toto.io/Statement/v1"
+
+
+def test_prov_json_structure(built: Built) -> None:
+    with ailedger.Workspace.open(built.ws_path) as ws:
+        doc = export_prov(ws, built.model)
+        origin = ws.origin
+        keyid = ws.keyid
+    assert set(doc) >= {"prefix", "entity", "activity", "agent", "wasGeneratedBy", "used"}
+    assert set(doc) >= {"wasAssociatedWith", "wasDerivedFrom"}
+    model = f"sha256:{built.model_digest}"
+    dataset = f"sha256:{built.manifest_digest}"
+    run = f"log:{origin}/{built.idx['run']}"
+    assert doc["entity"][model]["prov:type"] == "ailedger:model"
+    assert doc["entity"][dataset]["prov:type"] == "ailedger:dataset"
+    assert doc["entity"][f"sha256:{built.leaves_digest}"]["prov:type"] == "ailedger:predictions"
+    assert doc["activity"][run]["prov:startTime"] == "2026-01-01T00:00:00Z"
+    assert doc["activity"][run]["prov:endTime"] == "2026-01-01T00:10:00Z"
+    assert doc["agent"][f"key:{keyid}"]["prov:label"] == "alice"
+
+    def has(rel: str, **kv: str) -> bool:
+        return any(all(r.get(k) == v for k, v in kv.items()) for r in doc[rel].values())
+
+    assert has("wasGeneratedBy", **{"prov:entity": model, "prov:activity": run})
+    assert has("used", **{"prov:activity": run, "prov:entity": dataset})
+    assert has("wasDerivedFrom", **{"prov:generatedEntity": model, "prov:usedEntity": dataset})
+    assert has("wasAssociatedWith", **{"prov:activity": run, "prov:agent": f"key:{keyid}"})
+    ev = f"log:{origin}/{built.idx['eval']}"
+    assert has("used", **{"prov:activity": ev, "prov:entity": model})
+    # every relation points at declared nodes
+    ids = set(doc["entity"]) | set(doc["activity"]) | set(doc["agent"])
+    for rel in ("wasGeneratedBy", "used", "wasAssociatedWith", "wasDerivedFrom"):
+        for r in doc[rel].values():
+            assert all(v in ids for k, v in r.items() if k.startswith("prov:"))
+
+
+# -- the CLI, as a user runs it -------------------------------------------------------
+
+
+def cli(
+    cwd: Path, *args: str, home: Path | None = None, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("AILEDGER_PASSPHRASE", "AILEDGER_HOME")}
+    if home is not None:
+        env["AILEDGER_HOME"] = str(home)
+    p = subprocess.run(
+        [PYTHON, "-m", "ailedger", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if ok:
+        assert p.returncode == 0, p.stderr + p.stdout
+    else:
+        assert p.returncode != 0, p.stdout
+        assert "Traceback" not in p.stderr and p.stderr.count("\n") == 1, p.stderr
+        assert p.stderr.startswith("ailedger: error: ")
+    return p
+
+
+def test_cli_export_then_verify_in_a_fresh_folder(copy: Built, tmp_path: Path) -> None:
+    out = cli(copy.root, "lineage", "model.bin", home=copy.ws_path).stdout
+    for s in ("made by", "run train-r1", "dataset iris", "evaluations", "predictions", "alice"):
+        assert s in out
+    assert "anchored at size" in out
+    cli(copy.root, "export", "model.bin", "-o", "b.json", "--anchor", home=copy.ws_path)
+    cli(
+        copy.root, "export", "model.bin", "-o", "p.json", "--format", "prov-json", home=copy.ws_path
+    )
+    assert "activity" in json.loads((copy.root / "p.json").read_text())
+    lines = cli(
+        copy.root, "export", "model.bin", "-o", "-", "--format", "intoto", home=copy.ws_path
+    ).stdout.splitlines()
+    assert all(json.loads(line)["payloadType"] == dsse.INTOTO_PAYLOAD_TYPE for line in lines)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "model.bin").write_bytes(copy.model.read_bytes())
+    (fresh / "b.json").write_bytes((copy.root / "b.json").read_bytes())
+    p = cli(fresh, "verify", "model.bin", "--bundle", "b.json", "--offline")
+    assert "✔ [" in p.stdout and "✘" not in p.stdout
+    assert "key taken from the bundle: check it out of band" in p.stdout
+    assert p.stdout.rstrip().endswith("passed")
+    assert sorted(x.name for x in fresh.iterdir()) == ["b.json", "model.bin"]  # no workspace made
+    vk = json.loads((fresh / "b.json").read_text())["log"]["verifier_key"]
+    p = cli(fresh, "verify", "model.bin", "--bundle", "b.json", "--offline", "--verifier-key", vk)
+    assert "out of band" not in p.stdout
+    p = cli(
+        fresh,
+        "verify",
+        "model.bin",
+        "--bundle",
+        "b.json",
+        "--chain",
+        str(copy.ws_path / "chain.sqlite"),
+        "--contracts",
+        str(copy.ws_path / "deployment.json"),
+    )
+    assert "✔ [3] anchor training run" in p.stdout and "bound on chain" in p.stdout
+    # one byte changed in the model: exit 1, the checklist names it, one error line
+    m = bytearray((fresh / "model.bin").read_bytes())
+    m[-1] ^= 1
+    (fresh / "model.bin").write_bytes(bytes(m))
+    p = cli(fresh, "verify", "model.bin", "--bundle", "b.json", "--offline", ok=False)
+    assert "✘ artifact" in p.stdout and "NOT verified" in p.stderr
+    # a truncated bundle: one clear line
+    raw = (fresh / "b.json").read_bytes()
+    (fresh / "t.json").write_bytes(raw[: len(raw) // 3])
+    p = cli(fresh, "verify", "--bundle", "t.json", "--offline", ok=False)
+    assert "truncated or edited" in p.stderr
+    p = cli(fresh, "verify", "--bundle", "missing.json", "--offline", ok=False)
+    assert "no such bundle file" in p.stderr
+
+
+def test_cli_workspace_verify_and_bad_input(copy: Built, tmp_path: Path) -> None:
+    p = cli(copy.root, "verify", "model.bin", home=copy.ws_path)
+    assert "✔ [0] anchor dataset" in p.stdout
+    (tmp_path / "x.bin").write_bytes(b"never seen")
+    p = cli(tmp_path, "lineage", "x.bin", home=copy.ws_path, ok=False)
+    assert "no history for x.bin" in p.stderr
+    p = cli(tmp_path, "verify", "x.bin", "--offline", home=copy.ws_path, ok=False)
+    assert "✘ artifact" in p.stdout
+    cli(tmp_path, "lineage", "nope", home=copy.ws_path, ok=False)
+    p = cli(
+        copy.root, "export", "model.bin", "-o", "x", "--format", "xml", home=copy.ws_path, ok=False
+    )
+    assert "--format must be one of" in p.stderr
+    p = cli(tmp_path, "verify", "model.bin", home=tmp_path / "nows", ok=False)
+    assert "no ailedger workspace" in p.stderr
