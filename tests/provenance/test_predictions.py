@@ -90,16 +90,17 @@ def test_batches_statements_and_roots(ws: ailedger.Workspace, model: Path) -> No
         p = s["predicate"]
         blob = ws.blobs.get(p["leaves"]["digest"]["sha256"])
         leaves = blob.split(b"\n")[:-1]
-        assert s["subject"] == [
-            {"name": s["subject"][0]["name"], "digest": {"sha256": sha(blob)}}
-        ]
+        assert s["subject"] == [{"name": s["subject"][0]["name"], "digest": {"sha256": sha(blob)}}]
         assert s["subject"][0]["name"].startswith("predictions:")
         assert s["subject"][0]["name"].endswith(f"-{b}")
         assert p["model"] == {"name": "model.bin", "digest": {"sha256": sha(b"a model")}}
         assert p["count"] == len(leaves) == (10 if b < 2 else 5)
         assert p["root"] == merkle.root(leaves).hex()
-        assert p["leaves"] == {"digest": {"sha256": sha(blob)}, "size": len(blob),
-                               "mediaType": "application/jsonl"}
+        assert p["leaves"] == {
+            "digest": {"sha256": sha(blob)},
+            "size": len(blob),
+            "mediaType": "application/jsonl",
+        }
         assert TIME.fullmatch(p["from"]) and TIME.fullmatch(p["to"]) and p["from"] <= p["to"]
         for pos, leaf in enumerate(leaves):
             d = json.loads(leaf)
@@ -147,8 +148,9 @@ def test_proof_round_trip(ws: ailedger.Workspace, model: Path, n: int, data: st.
     pos = data.draw(st.integers(min_value=0, max_value=n - 1))
     assert refs[pos].index is not None
     doc = prediction_proof(ws, refs[pos].index, pos)
-    res = check_prediction_proof(doc, verifier_key=ws.verifier_key, input=f"in{pos}",
-                                 output=f"out{pos}")
+    res = check_prediction_proof(
+        doc, verifier_key=ws.verifier_key, input=f"in{pos}", output=f"out{pos}"
+    )
     assert (res.batch_index, res.position) == (refs[pos].index, pos)
     assert res.leaf["input_sha256"] == sha(f"in{pos}".encode())
     assert res.model["digest"] == {"sha256": sha(b"a model")}
@@ -166,8 +168,9 @@ def proof_doc(ws: ailedger.Workspace, model: Path) -> dict[str, Any]:
 
 
 def test_proof_ok(ws: ailedger.Workspace, proof_doc: dict[str, Any]) -> None:
-    res = check_prediction_proof(json.dumps(proof_doc), verifier_key=ws.verifier_key,
-                                 input=b"q4", output=b"a4")
+    res = check_prediction_proof(
+        json.dumps(proof_doc), verifier_key=ws.verifier_key, input=b"q4", output=b"a4"
+    )
     assert res.position == 4 and res.origin == ws.origin
 
 
@@ -250,8 +253,9 @@ def test_proof_tampering_fails_closed(
     elif how == "json":
         doc = "{"
     with pytest.raises(ailedger.VerificationError, match=needle):
-        check_prediction_proof(doc if isinstance(doc, str) else json.dumps(doc),
-                               verifier_key=vk, **kw)
+        check_prediction_proof(
+            doc if isinstance(doc, str) else json.dumps(doc), verifier_key=vk, **kw
+        )
 
 
 def test_find_prediction(ws: ailedger.Workspace, tmp_path: Path) -> None:
@@ -276,8 +280,13 @@ def test_find_prediction(ws: ailedger.Workspace, tmp_path: Path) -> None:
 
 
 def cli(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([PYTHON, "-m", "ailedger", *args], env=cli_env(home),
-                          capture_output=True, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [PYTHON, "-m", "ailedger", *args],
+        env=cli_env(home),
+        capture_output=True,
+        timeout=120,
+        cwd=cwd,
+    )
 
 
 def one_line_error(p: subprocess.CompletedProcess[bytes]) -> str:
@@ -304,14 +313,26 @@ def test_cli_prediction_proof_and_check(ws: ailedger.Workspace, tmp_path: Path) 
     p2 = cli(home, "prediction", "proof", str(lg.batches[1]), "--position", "1")
     assert p2.returncode == 0 and json.loads(p2.stdout) == doc | {"receipt": doc["receipt"]}
     nowhere = tmp_path / "nowhere"
-    ok = cli(nowhere, "prediction", "check-proof", "p.json", "--verifier-key", ws.verifier_key,
-             "--input", "in.bin", "--output", "out.bin", cwd=tmp_path)
+    ok = cli(
+        nowhere,
+        "prediction",
+        "check-proof",
+        "p.json",
+        "--verifier-key",
+        ws.verifier_key,
+        "--input",
+        "in.bin",
+        "--output",
+        "out.bin",
+        cwd=tmp_path,
+    )
     assert ok.returncode == 0, ok.stderr
     out = ok.stdout.decode()
     assert out.startswith(f"OK: prediction 1 of batch entry {lg.batches[1]} is in {ws.origin}")
     assert f"input sha256:  {sha(b'img5')} (matches)" in out
-    err = one_line_error(cli(home, "prediction", "check-proof", "p.json", "--output", "wrong.bin",
-                             cwd=tmp_path))
+    err = one_line_error(
+        cli(home, "prediction", "check-proof", "p.json", "--output", "wrong.bin", cwd=tmp_path)
+    )
     assert "given output does not match" in err
     err = one_line_error(cli(nowhere, "prediction", "check-proof", "p.json", cwd=tmp_path))
     assert "--verifier-key" in err
@@ -326,8 +347,10 @@ def test_cli_prediction_proof_and_check(ws: ailedger.Workspace, tmp_path: Path) 
         (["prediction", "proof", "0"], "--position"),
         (["prediction", "proof", "0", "--position", "0"], "not a predictions batch"),
         (["prediction", "proof", "999999", "--position", "0"], "999999"),
-        (["prediction", "proof", "sha256:" + "e" * 64, "--input-sha256", "f" * 64],
-         "no predictions of model"),
+        (
+            ["prediction", "proof", "sha256:" + "e" * 64, "--input-sha256", "f" * 64],
+            "no predictions of model",
+        ),
         (["prediction", "proof", "missing.bin", "--input-sha256", "f" * 64], "no such file"),
         (["prediction", "check-proof", "missing.json"], "no such file"),
     ],

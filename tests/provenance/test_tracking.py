@@ -48,8 +48,14 @@ def byproduct(st: dict[str, Any], name: str) -> dict[str, Any]:
     raise AssertionError(name)
 
 
-def test_successful_run_statement(shared_ws: ailedger.Workspace, tmp_path: Path) -> None:
+def test_successful_run_statement(
+    shared_ws: ailedger.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ailedger._provenance.datasets import add_dataset
+
+    script = tmp_path / "train.py"
+    script.write_bytes(b"print('training')\n")
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", str(script), raising=False)
 
     data = tmp_path / "iris"
     data.mkdir()
@@ -96,7 +102,8 @@ def test_successful_run_statement(shared_ws: ailedger.Workspace, tmp_path: Path)
     assert git["digest"] == {"gitCommit": head.strip()}
     assert git["annotations"]["kind"] == "code" and isinstance(git["annotations"]["dirty"], bool)
     code = [d for d in deps.values() if d["annotations"]["kind"] == "code" and d["name"] != "git"]
-    assert code and all(len(d["digest"]["sha256"]) == 64 for d in code)
+    assert len(code) == 1 and code[0]["name"].endswith("train.py")
+    assert code[0]["digest"] == {"sha256": sha(b"print('training')\n")}
     rd = st["predicate"]["runDetails"]
     assert rd["builder"] == {"id": "https://ailedger.dev/builder/t"}
     md = rd["metadata"]
@@ -108,8 +115,9 @@ def test_successful_run_statement(shared_ws: ailedger.Workspace, tmp_path: Path)
     assert m["steps"] == {"loss": 2, "acc": 2} and m["logged"] == {"loss": 3, "acc": 3}
     assert byproduct(st, "outcome") == {"status": "succeeded"}
     # the receipt verifies
-    res = ailedger.verify_receipt(run.receipt(), shared_ws.log.get(run.index),
-                                  shared_ws.verifier_key)
+    res = ailedger.verify_receipt(
+        run.receipt(), shared_ws.log.get(run.index), shared_ws.verifier_key
+    )
     assert res.index == run.index
 
 
@@ -136,8 +144,10 @@ def test_failed_run_recorded_and_exception_reraised(shared_ws: ailedger.Workspac
         pass
 
     err = DivergedError("loss is NaN")
-    with pytest.raises(DivergedError) as info, track("boom", params={"lr": 10},
-                                                 workspace=shared_ws) as run:
+    with (
+        pytest.raises(DivergedError) as info,
+        track("boom", params={"lr": 10}, workspace=shared_ws) as run,
+    ):
         run.log_metrics({"loss": float("nan")})
         raise err
     assert info.value is err  # the very same exception object
@@ -178,9 +188,10 @@ def test_ledger_error_does_not_break_training(
 
     monkeypatch.setattr(shared_ws, "record", broken)
     trained = []
-    with pytest.warns(TrackingWarning, match="disk full"), track(
-        "resilient", workspace=shared_ws
-    ) as run:
+    with (
+        pytest.warns(TrackingWarning) as caught,
+        track("resilient", workspace=shared_ws) as run,
+    ):
         assert run.use(tmp_path / "missing.bin") is None  # reported, not raised
         assert run.log_model(tmp_path / "missing-model.bin") is None
         assert run.log_evaluation("sha256:" + "0" * 64, "sha256:" + "1" * 64, {"acc": 1}) is None
@@ -188,6 +199,10 @@ def test_ledger_error_does_not_break_training(
             run.log_metrics({"loss": 1 / (step + 1)})
             trained.append(step)
     assert trained == [0, 1, 2, 3, 4]
+    msgs = [str(w.message) for w in caught]
+    assert len(msgs) == 4 and "missing.bin: no such file" in msgs[0] and "disk full" in msgs[3]
+    assert all(m.startswith("ailedger: run 'resilient': ") for m in msgs)
+    assert {w.filename for w in caught} == {__file__}  # points at the user's line
     assert run.index is None and run.status == "succeeded"
     assert [type(e) for e in run.errors] == [
         ailedger.InputError,
@@ -202,10 +217,14 @@ def test_ledger_error_does_not_break_training(
 def test_ledger_error_with_user_exception_keeps_user_exception(
     shared_ws: ailedger.Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shared_ws, "record", lambda st: (_ for _ in ()).throw(OSError(28, "ENOSPC")))
+    monkeypatch.setattr(
+        shared_ws, "record", lambda st: (_ for _ in ()).throw(OSError(28, "ENOSPC"))
+    )
     for strict in (False, True):
-        with pytest.warns(TrackingWarning), pytest.raises(ZeroDivisionError), track(
-            "x", workspace=shared_ws, strict=strict
+        with (
+            pytest.warns(TrackingWarning),
+            pytest.raises(ZeroDivisionError),
+            track("x", workspace=shared_ws, strict=strict),
         ):
             1 / 0  # noqa: B018
 
@@ -213,30 +232,35 @@ def test_ledger_error_with_user_exception_keeps_user_exception(
 def test_strict_raises_ledger_errors(
     shared_ws: ailedger.Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    with pytest.raises(ailedger.InputError, match="no such file"), track(
-        "s", workspace=shared_ws, strict=True
-    ) as run:
+    with (
+        pytest.raises(ailedger.InputError, match="no such file"),
+        track("s", workspace=shared_ws, strict=True) as run,
+    ):
         run.use(tmp_path / "missing.bin")
     monkeypatch.setattr(
         shared_ws, "record", lambda st: (_ for _ in ()).throw(ailedger.LogError("disk full"))
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(ailedger.LogError, match="disk full"), track(
-            "s2", workspace=shared_ws, strict=True
+        with (
+            pytest.raises(ailedger.LogError, match="disk full"),
+            track("s2", workspace=shared_ws, strict=True),
         ):
             pass
 
 
 def test_missing_workspace_does_not_break_training(tmp_path: Path) -> None:
-    with pytest.warns(TrackingWarning, match="no ailedger workspace"), track(
-        "nows", workspace=tmp_path / "nowhere"
-    ) as run:
+    with (
+        pytest.warns(TrackingWarning) as caught,
+        track("nows", workspace=tmp_path / "nowhere") as run,
+    ):
         run.log_metrics({"a": 1})
         run.use(tmp_path)  # no workspace: nothing to register into (reported)
-    assert run.index is None and run.errors
-    with pytest.raises(ailedger.WorkspaceError), track(
-        "nows", workspace=tmp_path / "nowhere", strict=True
+    assert run.index is None and len(run.errors) == 2
+    assert "no ailedger workspace" in str(caught[0].message)
+    with (
+        pytest.raises(ailedger.WorkspaceError),
+        track("nows", workspace=tmp_path / "nowhere", strict=True),
     ):
         pass
 
@@ -251,9 +275,12 @@ def test_workspace_by_path_and_env(
         pass
     assert r1.index is not None and r2.index == r1.index + 1
     assert r2.receipt().startswith("c2sp.org/tlog-proof@v1\n")
-    assert statement_at(shared_ws, r2.index)["predicate"]["buildDefinition"][
-        "externalParameters"
-    ]["name"] == "by-env"
+    assert (
+        statement_at(shared_ws, r2.index)["predicate"]["buildDefinition"]["externalParameters"][
+            "name"
+        ]
+        == "by-env"
+    )
 
 
 def test_log_evaluation_links_run(shared_ws: ailedger.Workspace, tmp_path: Path) -> None:
@@ -337,8 +364,25 @@ def test_cli_run_success(home: Path, tmp_path: Path) -> None:
         "import sys; data = open('in.txt','rb').read(); open('out.bin','wb').write(data[::-1]);"
         " print('trained'); print('warn', file=sys.stderr)"
     )
-    p = cli(home, "run", "--name", "rev", "--input", "in.txt", "--output", "out.bin",
-            "--param", "lr=0.5", "--param", "opt=adam", "--", PYTHON, "-c", script, cwd=tmp_path)
+    p = cli(
+        home,
+        "run",
+        "--name",
+        "rev",
+        "--input",
+        "in.txt",
+        "--output",
+        "out.bin",
+        "--param",
+        "lr=0.5",
+        "--param",
+        "opt=adam",
+        "--",
+        PYTHON,
+        "-c",
+        script,
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout == b"trained\n"  # the command's stdout, untouched
     assert p.stderr.decode().startswith("warn\nailedger: recorded succeeded run 'rev' as entry")
@@ -352,8 +396,11 @@ def test_cli_run_success(home: Path, tmp_path: Path) -> None:
         "command": [PYTHON, "-c", script],
     }
     assert bd["resolvedDependencies"] == [
-        {"name": "in.txt", "digest": {"sha256": sha(b"input data")},
-         "annotations": {"kind": "file"}}
+        {
+            "name": "in.txt",
+            "digest": {"sha256": sha(b"input data")},
+            "annotations": {"kind": "file"},
+        }
     ]
     assert byproduct(st, "outcome") == {"status": "succeeded", "exitCode": 0}
 
@@ -387,12 +434,18 @@ def test_cli_run_missing_output(home: Path, tmp_path: Path) -> None:
         (["run", "--input", "missing.txt", "--", "true"], "missing.txt: no such file"),
         (["run", "--param", "novalue", "--", "true"], "--param must be KEY=VALUE"),
         (["run"], "Missing argument"),
-        (["eval", "--model", "missing.bin", "--dataset", "x", "--metric", "a=1"],
-         "missing.bin: no such file"),
-        (["eval", "--model", "sha256:" + "a" * 64, "--dataset", "nope", "--metric", "a=1"],
-         "no dataset of that name"),
-        (["eval", "--model", "sha256:" + "a" * 64, "--dataset", "x", "--metric", "a"],
-         "--metric must be KEY=VALUE"),
+        (
+            ["eval", "--model", "missing.bin", "--dataset", "x", "--metric", "a=1"],
+            "missing.bin: no such file",
+        ),
+        (
+            ["eval", "--model", "sha256:" + "a" * 64, "--dataset", "nope", "--metric", "a=1"],
+            "no dataset of that name",
+        ),
+        (
+            ["eval", "--model", "sha256:" + "a" * 64, "--dataset", "x", "--metric", "a"],
+            "--metric must be KEY=VALUE",
+        ),
     ],
 )
 def test_cli_bad_input(home: Path, tmp_path: Path, args: list[str], needle: str) -> None:
@@ -408,13 +461,27 @@ def test_cli_eval(home: Path, shared_ws: ailedger.Workspace, tmp_path: Path) -> 
     rec = add_dataset(shared_ws, d, name="holdout-t")
     model = tmp_path / "model.pkl"
     model.write_bytes(b"pickle")
-    p = cli(home, "eval", "--model", str(model), "--dataset", "holdout-t",
-            "--metric", "accuracy=0.97", "--metric", "split=test", "--run", "abc")
+    p = cli(
+        home,
+        "eval",
+        "--model",
+        str(model),
+        "--dataset",
+        "holdout-t",
+        "--metric",
+        "accuracy=0.97",
+        "--metric",
+        "split=test",
+        "--run",
+        "abc",
+    )
     assert p.returncode == 0, p.stderr
     st = entry_statement(home, int(p.stdout))
     assert st["predicateType"] == ty.EVALUATION
     pred = st["predicate"]
     assert pred["model"] == {"name": "model.pkl", "digest": {"sha256": sha(b"pickle")}}
-    assert pred["dataset"] == {"name": "dataset:holdout-t",
-                               "digest": {"sha256": rec.manifest_digest}}
+    assert pred["dataset"] == {
+        "name": "dataset:holdout-t",
+        "digest": {"sha256": rec.manifest_digest},
+    }
     assert pred["metrics"] == {"accuracy": 0.97, "split": "test"} and pred["run"] == "abc"
