@@ -436,3 +436,60 @@ def test_verify_wrong_verifier_key_fails(built: Built) -> None:
     with ailedger.Workspace.open(built.ws_path) as ws:
         rep = verify_artifact(ws, built.model, offline=True, verifier_key=other)
     assert (None, "log key") in _failed(rep)
+
+
+def test_verify_rechecks_local_dataset_files(tmp_path: Path) -> None:
+    """With the datasets module, a registered folder is re-fingerprinted: one row changed fails."""
+    datasets = pytest.importorskip("ailedger._provenance.datasets")
+    data = tmp_path / "train"
+    data.mkdir()
+    (data / "rows.csv").write_text("a,b\n1,2\n3,4\n")
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"weights")
+    with ailedger.Workspace.init(tmp_path / "ws", name="bob") as ws:
+        rec = datasets.add_dataset(ws, data, name="train")
+        ws.record(
+            training_statement(
+                ws.name,
+                ("m.bin", sha(model.read_bytes())),
+                [("dataset:train", rec.manifest_digest, t.KIND_DATASET)],
+                "r9",
+            )
+        )
+        rep = verify_artifact(ws, model, offline=True)
+        assert rep.ok, rep.summary()
+        assert any(c.check == "dataset files" and c.ok for c in rep.checks)
+        assert any(c.check == "data" and "fingerprint root match" in c.detail for c in rep.checks)
+        (data / "rows.csv").write_text("a,b\n1,2\n3,5\n")
+        rep = verify_artifact(ws, model, offline=True)
+        assert [(c.check, c.predicate_type) for c in rep.failures] == [("dataset files", t.DATASET)]
+        assert "changed: rows.csv" in rep.failures[0].detail
+        assert lineage(ws, "train").producers == [rec.index]
+
+
+def test_end_to_end_with_the_real_writers(tmp_path: Path) -> None:
+    """Statements written by tracking/predictions/datasets are walked and verified too."""
+    tracking = pytest.importorskip("ailedger._provenance.tracking")
+    predictions = pytest.importorskip("ailedger._provenance.predictions")
+    data = tmp_path / "iris"
+    data.mkdir()
+    (data / "iris.csv").write_text("x,y\n1,0\n2,1\n")
+    model = tmp_path / "clf.bin"
+    model.write_bytes(b"classifier")
+    with ailedger.Workspace.init(tmp_path / "ws", name="erin") as ws:
+        with tracking.track("fit", params={"C": 1.0}, workspace=ws, strict=True) as run:
+            run.use(data)
+            run.log_model(model)
+            run.log_evaluation(model, "iris", {"accuracy": 1.0})
+        with predictions.PredictionLogger(ws, model) as pl:
+            for k in range(3):
+                pl.log({"x": k}, k % 2)
+        ws.anchor()
+        g = lineage(ws, model)
+        kinds = sorted(g.nodes[i].kind for i in g.referrers)
+        assert kinds == ["evaluation", "predictions"]
+        (prod,) = g.producers
+        assert [d.ref.kind for d in g.nodes[prod].dependencies if d.producers] == ["dataset"]
+        rep = verify_artifact(ws, model)
+        assert rep.ok, rep.summary()
+        assert {c.check for c in rep.checks} >= {"signature", "inclusion", "anchor", "data"}

@@ -552,13 +552,29 @@ def _local_dataset(ck: _Checker, ws: Workspace, n: StatementNode) -> None:
                 break
         if path is None or not path.exists():
             return
+        if getattr(rec, "manifest_digest", None) not in {r.digest for r in n.subjects}:
+            return  # the registry's latest version is not the one this statement is about
         diff = verify_ds(ws, name, path)
     except Exception:
         return
     if getattr(diff, "ok", False):
         ck.add("dataset files", True, f"{path} matches the registered fingerprint", n)
     else:
-        ck.add("dataset files", False, f"{path} differs from the registered dataset: {diff}", n)
+        parts = [
+            f"{what} {', '.join(list(v)[:5])}{'…' if len(v) > 5 else ''}"
+            for what, v in (
+                ("changed:", getattr(diff, "changed", ())),
+                ("added:", getattr(diff, "added", ())),
+                ("removed:", getattr(diff, "removed", ())),
+            )
+            if v
+        ]
+        ck.add(
+            "dataset files",
+            False,
+            f"{path} differs from the registered dataset ({'; '.join(parts) or 'root differs'})",
+            n,
+        )
 
 
 # -- bundle ----------------------------------------------------------------------------
