@@ -231,6 +231,9 @@ def _label(n: StatementNode) -> str:
     return " ".join(bits)
 
 
+MAX_TREE_DEPTH = 40  # terminals (and rich) cope badly with deeper nesting
+
+
 def draw(g: LineageGraph) -> Tree:
     """The lineage as a rich Tree: producers and their inputs, then what refers to it."""
     from rich.markup import escape
@@ -238,12 +241,21 @@ def draw(g: LineageGraph) -> Tree:
 
     root = Tree(f"[bold]{escape(g.name or 'artifact')}[/bold] sha256:{g.digest}")
 
+    drawn: set[int] = set()
+
     def add_statement(parent: Tree, i: int, seen: frozenset[int]) -> None:
         n = g.nodes[i]
         t = parent.add(_label(n))
         if i in seen:
             t.add("[dim](cycle)[/dim]")
             return
+        if i in drawn:  # a shared input (one dataset, many runs): draw its history once
+            t.add("[dim](inputs shown above)[/dim]")
+            return
+        if len(seen) >= MAX_TREE_DEPTH:
+            t.add(f"[dim]… deeper history not drawn (use --json for all {len(g.nodes)})[/dim]")
+            return
+        drawn.add(i)
         for dep in n.dependencies:
             kind = dep.ref.kind or "input"
             d = t.add(

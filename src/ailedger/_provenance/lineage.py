@@ -43,7 +43,6 @@ DEPENDENCY = "dependency"
 # artifact's history); any other type's subjects are only *talked about*.
 PRODUCING = frozenset({t.TRAINING, t.DATASET, t.PREDICTIONS})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_MAX_DEPTH = 64  # a lineage deeper than this is almost surely a cycle through fresh digests
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lineage_index(
@@ -396,20 +395,19 @@ def build_graph(src: Source, digest: str, name: str | None = None) -> LineageGra
                 out.append(i)
         return out
 
-    def walk(i: int, depth: int, seen: set[int]) -> None:
-        if i in seen or depth > _MAX_DEPTH:
-            return
-        seen.add(i)
-        n = nodes[i]
-        for dep in n.dependencies:
-            dep.producers = producers_of(dep.ref.digest)
-            for j in dep.producers:
-                walk(j, depth + 1, seen)
-
     producers = producers_of(digest)
+    # Iterative, so a long chain of fine-tunes cannot hit the recursion limit; `seen`
+    # stops cycles (a statement that depends on its own output).
     seen: set[int] = set()
-    for i in producers:
-        walk(i, 0, seen)
+    todo = list(reversed(producers))
+    while todo:
+        i = todo.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        for dep in nodes[i].dependencies:
+            dep.producers = producers_of(dep.ref.digest)
+            todo.extend(j for j in reversed(dep.producers) if j not in seen)
     referrers = []
     for i in sorted(set(src.lookup(digest, DEPENDENCY)) | set(src.lookup(digest, SUBJECT))):
         if i in producers:
