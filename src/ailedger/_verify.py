@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._crypto.keys import keyid_of
 from ._log.note import Checkpoint, Verifier
 from ._log.receipt import Receipt
 from ._statements import dsse, intoto
@@ -24,8 +25,8 @@ class ReceiptResult:
 
     index: int
     checkpoint: Checkpoint
-    statement: dict[str, Any] | None  # the in-toto statement, when the entry is an envelope
-    signers: tuple[str, ...]  # DSSE keyids that verified (empty when not checked)
+    statement: dict[str, Any] | None  # the verified in-toto statement (None: raw entry)
+    signers: tuple[str, ...]  # DSSE keyids whose signatures verified
     extra: bytes | None
 
 
@@ -38,20 +39,31 @@ def verify_receipt(
     """Verify a ``tlog-proof@v1`` receipt for ``entry`` against the log's verifier key.
 
     Checks the checkpoint's Ed25519 signed note (origin = key name), then the
-    RFC 9162 inclusion proof of ``entry`` at the receipt's index. If
-    ``trusted_keys`` is given, the entry must also be a DSSE envelope signed by
-    one of them whose payload is an in-toto Statement v1.
+    RFC 9162 inclusion proof of ``entry`` at the receipt's index. Then, if the
+    entry is a DSSE envelope, one of its signatures MUST verify with a trusted
+    key: ``trusted_keys``, or by default the log's own key (the one in the
+    verifier key, which signs both statements and checkpoints — DESIGN §2).
+    An envelope nobody trusted signed fails; an entry that is not an envelope
+    (raw bytes) is proven included and reported with ``statement=None``.
     """
     v = verifier_key if isinstance(verifier_key, Verifier) else _parse_verifier(verifier_key)
     r = Receipt.parse(receipt)
     cp = r.verify(entry, v)
-    statement = None
-    signers: tuple[str, ...] = ()
-    if trusted_keys is not None:
-        statement, signers = verify_envelope(entry, trusted_keys)
-    else:
-        statement = _try_statement(entry)
+    if trusted_keys is None:
+        trusted_keys = {keyid_of(v.public): v.public}
+    if not _looks_like_envelope(entry):
+        return ReceiptResult(r.index, cp, None, (), r.extra)
+    statement, signers = verify_envelope(entry, trusted_keys)
     return ReceiptResult(r.index, cp, statement, signers, r.extra)
+
+
+def _looks_like_envelope(entry: bytes) -> bool:
+    """True if the entry is a JSON object with DSSE's fields (then it MUST verify as one)."""
+    try:
+        doc = json.loads(entry)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return isinstance(doc, dict) and ("payloadType" in doc or "signatures" in doc)
 
 
 def verify_envelope(
@@ -68,19 +80,13 @@ def verify_envelope(
     try:
         st = json.loads(payload)
         intoto.validate(st)
-    except (ValueError, Error) as e:
+        if intoto.canonical(st) != payload:
+            # Signed JSON MUST be canonical (DESIGN §3): otherwise duplicate keys or
+            # odd encodings could be read differently by different parsers.
+            raise VerificationError("statement payload is not RFC 8785 canonical JSON")
+    except (ValueError, RecursionError, Error) as e:
         raise VerificationError(f"envelope payload is not an in-toto statement: {e}") from e
     return st, tuple(good)
-
-
-def _try_statement(entry: bytes) -> dict[str, Any] | None:
-    try:
-        env = json.loads(entry)
-        st = json.loads(dsse.b64decode_any(env["payload"]))
-        intoto.validate(st)
-    except (ValueError, TypeError, KeyError, Error):
-        return None
-    return st if isinstance(st, dict) else None
 
 
 def _parse_verifier(text: str) -> Verifier:

@@ -18,7 +18,7 @@ import typer
 from .. import Workspace
 from .._anchor import AnchorResult, chain_spec
 from .._log.note import Checkpoint, Verifier
-from .._statements import dsse, intoto
+from .._statements import intoto
 from .._verify import verify_envelope, verify_receipt
 from .._workspace import resolve_home
 from ..errors import Error, InputError, VerificationError
@@ -201,6 +201,21 @@ def anchor(home: Home = None) -> None:
         _print_anchor(ws.anchor())
 
 
+def _anchor_after_append(ws: Workspace, index: int, receipt: bool = False) -> None:
+    try:
+        r = ws.anchor()
+    except Error as e:
+        if receipt:
+            _out(ws.receipt(index))  # the entry is in the log: hand out its receipt anyway
+        raise type(e)(
+            f"entry {index} was appended, but anchoring failed: {e}; run `ailedger anchor`"
+        ) from e
+    if receipt:  # stdout carries only the receipt
+        sys.stderr.write(f"anchored: size {r.size} in block {r.block_number}, tx {r.tx_hash}\n")
+    else:
+        _print_anchor(r)
+
+
 def _print_anchor(r: AnchorResult) -> None:
     state = "already anchored" if r.already else "anchored"
     _out(f"{state}: size {r.size} root {base64.b64encode(r.root).decode()}")
@@ -246,9 +261,10 @@ def attest(
     st = intoto.statement(subjects, type_, pred)
     with _open(home) as ws:
         index = ws.record(st)
+        # The index goes to stderr so that `attest … > receipt.txt` saves just the receipt.
+        sys.stderr.write(f"index {index}\n")
         if anchor:
-            ws.anchor()
-        _out(f"index {index}")
+            _anchor_after_append(ws, index, receipt=True)
         _out(ws.receipt(index))
 
 
@@ -276,11 +292,13 @@ def log_append(
     with _open(home) as ws:
         if len(data) > 64 * 1024:
             raise InputError(f"entry is {len(data)} bytes; the limit is 65536")
-        env = dsse.parse(data)
-        dsse.verify(env, ws.trusted_keys())
-        _out(str(ws.log.append(data)))
+        # The same checks a verifier makes: canonical envelope, in-toto payload type, a
+        # canonical Statement v1 payload, and a signature by a key this workspace trusts.
+        verify_envelope(data, ws.trusted_keys())
+        index = ws.log.append(data)
+        _out(str(index))
         if anchor:
-            _print_anchor(ws.anchor())
+            _anchor_after_append(ws, index)
 
 
 @log_app.command("get")
@@ -358,6 +376,10 @@ def verify_receipt_cmd(
     verifier_key: Annotated[
         str | None, typer.Option(help="The log's verifier key (default: this workspace's).")
     ] = None,
+    signer_key: Annotated[
+        list[str] | None,
+        typer.Option(help="Also trust DSSE signatures by this Ed25519 key (hex or base64)."),
+    ] = None,
     offline: Annotated[
         bool, typer.Option("--offline", help="Check signatures and proofs only, not the anchor.")
     ] = False,
@@ -370,40 +392,55 @@ def verify_receipt_cmd(
     ] = None,
     home: Home = None,
 ) -> None:
-    """Verify a receipt: checkpoint signature, inclusion proof, entry signature, and anchor."""
+    """Verify a receipt: checkpoint signature, inclusion proof, entry signature, and anchor.
+
+    The entry, if it is a DSSE envelope, must be signed by the log's key, a key this
+    workspace trusts, or a --signer-key. The anchor is checked on the workspace's chain or
+    on --chain/--contracts; with neither (a bare third party), or with --offline, it is not
+    checked and the output says so.
+    """
+    from .._crypto.keys import keyid_of
     from .._log.receipt import Receipt
 
     text = _read_input(receipt)
     parsed = Receipt.parse(text)
     ws = None
-    if entry is None or verifier_key is None or (not offline and chain is None):
-        try:
-            ws = _open(home)
-        except Error as e:
-            if entry is None or verifier_key is None:
-                raise InputError(f"{e}; or pass --entry and --verifier-key") from e
-            raise InputError(
-                "no chain to check the anchor on: pass --chain and --contracts, or --offline"
-            ) from e
     try:
+        if entry is None or verifier_key is None or (not offline and chain is None):
+            try:
+                ws = _open(home)
+            except Error as e:
+                if entry is None or verifier_key is None:
+                    raise InputError(f"{e}; or pass --entry and --verifier-key") from e
         vk = Verifier.parse(verifier_key.strip()) if verifier_key else _need(ws).verifier
         data = _read_input(str(entry)) if entry is not None else _need(ws).log.get(parsed.index)
-        res = verify_receipt(text, data, vk)
+        trusted = {keyid_of(vk.public): vk.public}
+        if ws is not None:
+            trusted.update(ws.trusted_keys())
+        for k in signer_key or []:
+            raw = _parse_pubkey(k)
+            trusted[keyid_of(raw)] = raw
+        res = verify_receipt(text, data, vk, trusted)
         cp = res.checkpoint
-        _out(f"OK: entry {res.index} is in {cp.origin} at tree size {cp.size}")
-        _out(f"root: {base64.b64encode(cp.root).decode()}")
+        lines = [
+            f"OK: entry {res.index} is in {cp.origin} at tree size {cp.size}",
+            f"root: {base64.b64encode(cp.root).decode()}",
+        ]
         if res.statement is not None:
-            if ws is not None:
-                try:
-                    _, signers = verify_envelope(data, ws.trusted_keys())
-                    _out(f"statement signed by keyid {signers[0]}")
-                except VerificationError:
-                    _out("statement signer: not a key this workspace trusts")
-            _out(f"predicateType: {res.statement['predicateType']}")
+            lines.append(f"statement signed by keyid {res.signers[0]}")
+            lines.append(f"predicateType: {res.statement['predicateType']}")
+        else:
+            lines.append("entry: raw bytes, not a DSSE envelope (inclusion proven, no signer)")
         if offline:
-            _out("anchor: not checked (--offline: signatures and proofs only)")
-            return
-        _check_anchor_cmd(res.checkpoint, vk, res.extra, ws, chain, contracts)
+            lines.append("anchor: not checked (--offline: signatures and proofs only)")
+        elif chain is None and (ws is None or not ws.chain_config):
+            lines.append(
+                "anchor: not checked (no chain given: pass --chain and --contracts to check it)"
+            )
+        else:
+            lines.append(_check_anchor_cmd(res.checkpoint, vk, res.extra, ws, chain, contracts))
+        for line in lines:  # only once every check passed
+            _out(line)
     finally:
         if ws is not None:
             ws.close()
@@ -416,7 +453,7 @@ def _check_anchor_cmd(
     ws: Workspace | None,
     chain: str | None,
     contracts: Path | None,
-) -> None:
+) -> str:
     from .._anchor import check_anchor, open_backend, parse_extra, registry
     from .._chain import Deployment
 
@@ -443,13 +480,14 @@ def _check_anchor_cmd(
         if chk.exact
         else f"consistent with the checkpoint of size {chk.anchored_size} anchored"
     )
-    _out(
+    line = (
         f"anchor: {how} on chain {chk.chain_id} in block {chk.block_number}"
         f" at {_utc(chk.timestamp)} (tx {chk.tx_hash})"
     )
     ref = parse_extra(extra)
     if ref is not None and chk.exact and ref.get("tx") != chk.tx_hash:
-        _out("note: the receipt's (unauthenticated) anchor reference names another transaction")
+        line += "\nnote: the receipt's (unauthenticated) anchor reference names another tx"
+    return line
 
 
 def _need(ws: Workspace | None) -> Workspace:

@@ -74,7 +74,7 @@ def parse(data: bytes, *, require_canonical: bool = True) -> Envelope:
     """Parse an envelope from JSON bytes, checking its shape (not its signatures)."""
     try:
         env = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise InputError(f"not a DSSE envelope: invalid JSON ({e})") from e
     if not isinstance(env, dict):
         raise InputError("not a DSSE envelope: expected a JSON object")
