@@ -14,20 +14,21 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 import hashlib
 import hmac
 import json
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .. import merkle
 from .._statements import dsse, intoto
-from ..errors import Error, InputError, NotFoundError, VerificationError
+from ..errors import Error, InputError, NotFoundError, VerificationError, WorkspaceError
 from . import types as vocab
 from .fingerprint import (
     Fingerprint,
@@ -138,12 +139,31 @@ class MemberProof:
 # -- storage -----------------------------------------------------------------------------
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _sql_errors(fn: _F) -> _F:
+    """Turn a SQLite failure (locked for 30 s, disk full) into one WorkspaceError line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.Error as e:
+            raise WorkspaceError(f"provenance database: {e}") from e
+
+    return cast(_F, wrapper)
+
+
 def _db(ws: Workspace) -> sqlite3.Connection:
-    db = sqlite3.connect(ws.path / _DB, timeout=30, isolation_level="DEFERRED")
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(_REGISTRY_DDL)
-    db.commit()
+    try:
+        db = sqlite3.connect(ws.path / _DB, timeout=30, isolation_level="DEFERRED")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(_REGISTRY_DDL)
+        db.commit()
+    except sqlite3.Error as e:
+        raise WorkspaceError(f"{ws.path / _DB}: {e}") from e
     return db
 
 
@@ -171,6 +191,7 @@ def _row(r: tuple[Any, ...]) -> DatasetRecord:
     )
 
 
+@_sql_errors
 def find_dataset(ws: Workspace, name: str) -> DatasetRecord | None:
     """The latest version registered under ``name``, or None."""
     db = _db(ws)
@@ -184,6 +205,7 @@ def find_dataset(ws: Workspace, name: str) -> DatasetRecord | None:
     return None if r is None else _row(r)
 
 
+@_sql_errors
 def list_datasets(ws: Workspace, name: str | None = None) -> list[DatasetRecord]:
     """Every registered version (of ``name``, or of all names), by name then version."""
     db = _db(ws)
@@ -295,6 +317,7 @@ def dataset_predicate(
     }
 
 
+@_sql_errors
 def add_dataset(
     ws: Workspace,
     path: str | os.PathLike[str],
@@ -358,15 +381,14 @@ def add_dataset(
         index = ws.record(intoto.statement([subject], vocab.DATASET, pred))
         src = os.path.abspath(p)
         with db:
-            (version,) = db.execute(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM datasets_registry WHERE name = ?",
-                (name,),
-            ).fetchone()
+            # One statement computes the next version and inserts it, so two concurrent
+            # `data add` of one name cannot both take the same version number.
             db.execute(
-                f"INSERT INTO datasets_registry ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO datasets_registry ({_COLS})"
+                " SELECT ?, COALESCE(MAX(version), 0) + 1, ?,?,?,?,?,?,?,?,?,?"
+                " FROM datasets_registry WHERE name = ?",
                 (
                     name,
-                    version,
                     index,
                     mdigest,
                     fp.root,
@@ -377,8 +399,13 @@ def add_dataset(
                     src,
                     when,
                     lh_digest,
+                    name,
                 ),
             )
+            (version,) = db.execute(
+                "SELECT version FROM datasets_registry WHERE name = ? AND log_index = ?",
+                (name, index),
+            ).fetchone()
     finally:
         db.close()
     return DatasetRecord(
@@ -415,6 +442,7 @@ def _statement_of(ws: Workspace, index: int) -> dict[str, Any]:
 # -- verifying ---------------------------------------------------------------------------
 
 
+@_sql_errors
 def verify_dataset(ws: Workspace, name: str, path: str | os.PathLike[str]) -> DatasetDiff:
     """Re-fingerprint ``path`` in the registered mode and compare with ``name``'s manifest.
 
