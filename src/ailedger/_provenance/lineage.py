@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 EXTERNAL_PREDICATE = "https://ailedger.dev/external-predicate/v1"
 SUBJECT = "subject"
 DEPENDENCY = "dependency"
+NAME = "name"  # dataset statements: the subject name ("dataset:<name>") in the digest column
 # Statement types whose subjects are *made* by the statement (so they are the
 # artifact's history); any other type's subjects are only *talked about*.
 PRODUCING = frozenset({t.TRAINING, t.DATASET, t.PREDICTIONS})
@@ -164,6 +165,8 @@ def refs_of(entry: bytes, blob: Any = None) -> list[tuple[str, str]]:
     ptype, pred, _ = effective(st, blob)
     pairs = {(r.digest, SUBJECT) for r in subjects(st)}
     pairs |= {(r.digest, DEPENDENCY) for r in dependencies(ptype, pred)}
+    if ptype == t.DATASET:  # so a dataset name resolves without scanning the log
+        pairs |= {(r.name, NAME) for r in subjects(st) if r.name}
     return sorted(pairs)
 
 
@@ -515,21 +518,20 @@ def _dataset_digest(ws: Workspace, name: str) -> str | None:
     except Exception:
         pass
     want = t.dataset_subject_name(name)
-    found = None
-    # Dataset statements are few; scanning the log backwards finds the latest registration.
-    for i in reversed(range(ws.log.size)):
-        parsed = parse_entry(ws.log.get(i))
-        if parsed is None:
-            continue
-        st = parsed[1]
-        if st.get("predicateType") != t.DATASET:
-            continue
-        for s in st.get("subject", []):
-            if isinstance(s, dict) and s.get("name") == want:
-                found = _sha(s.get("digest"))
-                break
-        if found:
-            return found
+    src = WorkspaceSource(ws)
+    try:
+        # The latest registration under that name wins; the log decides, not the index.
+        for i in reversed(src.lookup(want, NAME)):
+            parsed = parse_entry(ws.log.get(i))
+            if parsed is None or parsed[1].get("predicateType") != t.DATASET:
+                continue
+            for s in parsed[1].get("subject", []):
+                if isinstance(s, dict) and s.get("name") == want:
+                    found = _sha(s.get("digest"))
+                    if found:
+                        return found
+    finally:
+        src.close()
     return None
 
 
