@@ -360,3 +360,37 @@ def test_cli_log_append_anchor_and_unreachable(tmp_path: Path) -> None:
     _run(tmp_path / "x3", "init", "--contracts", "nope.json", ok=False)
     _run(tmp_path / "x4", "init", "--chain", "ftp://example", ok=False)
     assert not (tmp_path / "x2").exists()
+
+
+def test_verify_never_writes_to_a_file_that_is_not_a_chain(tmp_path: Path) -> None:
+    h = tmp_path / "ws"
+    _run(h, "init", "--name", "ro")
+    f = tmp_path / "x"
+    f.write_text("x")
+    receipt = _run(h, "attest", str(f), "--type", "https://example.com/x/v1", "--anchor").stdout
+    (tmp_path / "r").write_bytes(receipt)
+    before = (h / "log.sqlite").read_bytes()
+    p = _run(h, "verify-receipt", str(tmp_path / "r"), "--chain", str(h / "log.sqlite"),
+             "--contracts", str(h / "deployment.json"), ok=False)
+    assert b"not an ailedger embedded chain" in p.stderr
+    assert (h / "log.sqlite").read_bytes() == before
+    assert b"ok: 1 entries" in _run(h, "log", "fsck").stdout
+    (tmp_path / "empty").write_bytes(b"")
+    _run(h, "verify-receipt", str(tmp_path / "r"), "--chain", str(tmp_path / "empty"),
+         "--contracts", str(h / "deployment.json"), ok=False)
+    assert (tmp_path / "empty").read_bytes() == b""
+    assert not (tmp_path / "empty.lock").exists()
+
+
+def test_attest_anchor_failure_still_reports_the_index(tmp_path: Path) -> None:
+    h = tmp_path / "ws"
+    _run(h, "init", "--name", "af")
+    (h / "chain.sqlite").unlink()
+    f = tmp_path / "x"
+    f.write_text("x")
+    p = subprocess.run([PYTHON, "-m", "ailedger", "attest", str(f), "--type",
+                        "https://example.com/x/v1", "--anchor"], env=cli_env(h), capture_output=True)
+    assert p.returncode == 1
+    assert p.stderr.startswith(b"index 0\n")
+    assert b"entry 0 was appended, but anchoring failed" in p.stderr
+    assert p.stdout.startswith(b"c2sp.org/tlog-proof@v1\nindex 0\n")

@@ -214,3 +214,28 @@ def test_two_processes_append_safely(ws: ailedger.Workspace) -> None:
         + [b"main-%d" % i for i in range(60)]
     )
     assert _cp(ws.log.checkpoint()).root == merkle.root([ws.log.get(i) for i in range(180)])
+
+
+def test_never_signs_two_trees_of_one_size_after_a_restore(tmp_path: Path) -> None:
+    """Restoring an older log.sqlite must not let the log sign a second history."""
+    import shutil
+
+    w = ailedger.Workspace.init(tmp_path / "ws", name="r")
+    w.log.append(b"a")
+    w.log.checkpoint()
+    w.close()
+    shutil.copy(tmp_path / "ws" / "log.sqlite", tmp_path / "backup.sqlite")
+    w = ailedger.Workspace.open(tmp_path / "ws")
+    w.log.append_many([b"b", b"c"])
+    signed = w.log.checkpoint()
+    w.close()
+    shutil.copy(tmp_path / "backup.sqlite", tmp_path / "ws" / "log.sqlite")
+    w = ailedger.Workspace.open(tmp_path / "ws")
+    w.log.append(b"B")
+    with pytest.raises(LogError, match="already signed"):
+        w.log.checkpoint()  # 2 entries, but size 3 was signed
+    w.log.append(b"C")  # now a different history of size 3
+    with pytest.raises(LogError, match="split view"):
+        w.log.checkpoint()
+    assert w.log.latest_checkpoint() != signed
+    w.close()

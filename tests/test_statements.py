@@ -273,3 +273,15 @@ def test_receipt_parse_rejects(text: str) -> None:
 
 def test_statement_canonical_is_stable() -> None:
     assert intoto.canonical(ST) == rfc8785.dumps(json.loads(intoto.canonical(ST)))
+
+
+def test_receipt_rejects_non_canonical_base64() -> None:
+    h = base64.b64encode(b"\x01" * 32).decode()  # ends in "E=" with 2 unused bits
+    bad = h[:-2] + "F="  # same bytes, unused bits set
+    assert base64.b64decode(bad) == b"\x01" * 32
+    cp = "o\n1\n" + "A" * 43 + "=\n\n— o AAAA\n"
+    assert Receipt.parse(f"c2sp.org/tlog-proof@v1\nindex 0\n{h}\n\n{cp}").proof == (b"\x01" * 32,)
+    with pytest.raises(VerificationError, match="canonical"):
+        Receipt.parse(f"c2sp.org/tlog-proof@v1\nindex 0\n{bad}\n\n{cp}")
+    with pytest.raises(VerificationError, match="canonical"):
+        Receipt.parse(f"c2sp.org/tlog-proof@v1\nextra QR==\nindex 0\n\n{cp}")

@@ -85,7 +85,7 @@ def open_backend(spec: dict[str, Any], home: Path | None = None) -> ChainBackend
             path = home / path
         if not path.exists():
             raise ChainError(f"embedded chain {path} is missing")
-        return EmbeddedBackend(path)
+        return EmbeddedBackend(path, create=False)
     if kind == "rpc":
         return RpcBackend(str(spec["url"]), expected_chain_id=spec.get("chain_id"))
     raise ChainError(f"unknown chain backend {kind!r} in the workspace config")
@@ -192,6 +192,7 @@ def check_anchor(
     verifier: Verifier,
     reg: CheckpointRegistryClient,
     log: Log | None = None,
+    from_block: int = 0,
 ) -> AnchorCheck:
     """Check on chain that ``cp`` is anchored, or consistent with a later anchor.
 
@@ -216,7 +217,7 @@ def check_anchor(
         raise VerificationError(
             f"split view: {where} has a different root for {cp.origin} at size {cp.size}"
         )
-    history = reg.history(log_id)
+    history = reg.history(log_id, from_block=from_block)
     if on_chain is not None:
         rec = next(r for r in reversed(history) if r.size == cp.size)
         return AnchorCheck(

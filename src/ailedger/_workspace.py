@@ -132,9 +132,10 @@ class Workspace:
             finally:
                 ws.close()
             os.chmod(tmp, 0o700)
-            if target.exists():
-                target.rmdir()  # empty, checked above; rename needs it gone or empty
-            os.rename(tmp, target)
+            _move_into_place(tmp, target)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise WorkspaceError(f"cannot create the workspace at {target}: {e.strerror}") from e
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -240,7 +241,13 @@ class Workspace:
             def signer(text: str) -> str:
                 return sign_note(text, origin, ident.ed25519)
 
-            self._log = Log(self._path / "log.sqlite", origin, signer, self._verifier)
+            self._log = Log(
+                self._path / "log.sqlite",
+                origin,
+                signer,
+                self._verifier,
+                state_path=self._path / "checkpoint.signed",
+            )
         return self._log
 
     def sign(self, statement: Mapping[str, Any]) -> dsse.Envelope:
@@ -419,6 +426,24 @@ class Workspace:
             if not self.chain_config.get("deployment"):
                 self.chain_setup()
             return anchor(self.log, self.registry(), self._verifier)
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+    """Put the finished workspace at ``target`` (missing, or an empty folder).
+
+    A missing target gets one atomic rename. An existing empty folder (maybe the
+    shell's current directory, which must not be replaced) gets the parts moved
+    in, config.json last: a folder is a workspace only once config.json is there.
+    """
+    if not target.exists():
+        os.rename(tmp, target)
+        return
+    if any(target.iterdir()):
+        raise WorkspaceError(f"{target} is not empty; choose a new or empty folder")
+    for child in sorted(tmp.iterdir(), key=lambda c: c.name == _CONFIG):
+        os.rename(child, target / child.name)
+    os.chmod(target, 0o700)
+    tmp.rmdir()
 
 
 def _initial_chain(chain: str | None) -> dict[str, Any]:

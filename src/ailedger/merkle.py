@@ -19,7 +19,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from .errors import VerificationError
+from .errors import InputError, VerificationError
 
 __all__ = [
     "EMPTY_ROOT",
@@ -43,6 +43,8 @@ _sha256 = hashlib.sha256
 
 def leaf_hash(data: bytes) -> bytes:
     """RFC 9162 §2.1.1 leaf hash: ``SHA-256(0x00 || data)``."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"a log entry is bytes, not {type(data).__name__}")
     return _sha256(b"\x00" + bytes(data)).digest()
 
 

@@ -183,3 +183,22 @@ def test_client_input_checks(chain: ChainEnv) -> None:
         chain.registry().anchor(b"\0" * 32, 1, b"short")
     with pytest.raises(ChainError, match="not an Ethereum address"):
         chain.registry().backend.code_at("0x1234")
+
+
+def test_size_too_large_reverts(chain: ChainEnv) -> None:
+    reg = chain.registry()
+    log_id, _ = reg.register_log("toolarge", "vk")
+    with reverts("size too large"):
+        reg.anchor(log_id, 2**64, tree(1))
+    reg.anchor(log_id, 2**64 - 1, tree(1))  # the largest size that fits the packed slot
+
+
+def test_proof_not_matching_the_anchored_root_reverts(chain: ChainEnv) -> None:
+    """A proof valid for another old tree does not extend the anchored one."""
+    reg = chain.registry()
+    log_id, _ = reg.register_log("oldroot", "vk")
+    reg.anchor(log_id, 6, tree(6))
+    other = [merkle.leaf_hash(b"other%d" % i) for i in range(11)]
+    p = merkle.consistency_proof(6, other)  # consistent 6 -> 11, but of another history
+    with reverts("proof does not match the anchored root"):
+        reg.anchor(log_id, 11, merkle.root_from_leaf_hashes(other), p)

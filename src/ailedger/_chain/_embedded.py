@@ -100,8 +100,13 @@ class EmbeddedBackend:
         chain_id: int = DEFAULT_EMBEDDED_CHAIN_ID,
         expected_chain_id: int | None = None,
         genesis_alloc: Mapping[str, int] | None = None,
+        create: bool = True,
     ) -> None:
         self.path = Path(path)
+        if not create:
+            # Verifiers open someone's chain file: it MUST already be one, and nothing
+            # may be written to a file that is not (it could be a log, or anything).
+            _check_is_chain(self.path)
         if not self.path.parent.is_dir():
             raise ChainError(f"directory of the embedded chain {self.path} does not exist")
         self._tlock = threading.RLock()
@@ -471,3 +476,20 @@ def _receipt(
         contract_address=contract if bytes(receipt.state_root) == b"\x01" else None,
         logs=logs,
     )
+
+
+def _check_is_chain(path: Path) -> None:
+    import sqlite3
+
+    if not path.is_file():
+        raise ChainError(f"{path} is not an ailedger embedded chain file")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        row = None
+    if row is None or row[0] != _FORMAT:
+        raise ChainError(f"{path} is not an ailedger embedded chain file")

@@ -253,7 +253,7 @@ def attest(
     if predicate is not None:
         try:
             pred = json.loads(_read_input(str(predicate)))
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise InputError(f"{predicate}: not valid JSON ({e})") from e
         if not isinstance(pred, dict):
             raise InputError(f"{predicate}: the predicate must be a JSON object")
@@ -469,9 +469,10 @@ def _check_anchor_cmd(
         ws = _need(ws)
         reg = ws.registry()
         backend = ws.chain
+        dep = ws.deployment
         log = ws.log if ws.origin == cp.origin else None
     try:
-        chk = check_anchor(cp, vk, reg, log)
+        chk = check_anchor(cp, vk, reg, log, from_block=dep.deployed_at_block)
     finally:
         if chain is not None:
             backend.close()

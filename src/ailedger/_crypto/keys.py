@@ -179,7 +179,7 @@ def _unseal(enc: Any, passphrase: str | None, path: Path) -> dict[str, Any]:
         if kdf["name"] != "scrypt" or enc["cipher"] != "chacha20-poly1305":
             raise ValueError
         n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
-        if not (2 <= n <= 2**22 and 1 <= r <= 32 and 1 <= p <= 16):
+        if not (2 <= n <= 2**22 and 1 <= r <= 32 and 1 <= p <= 16 and 128 * n * r <= 2**28):
             raise ValueError  # refuse parameters that would hang or exhaust memory
         salt = base64.b64decode(kdf["salt"], validate=True)
         nonce = base64.b64decode(enc["nonce"], validate=True)

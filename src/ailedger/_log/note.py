@@ -65,6 +65,8 @@ class Verifier:
         Surrounding whitespace is an error; newlines inside the base64 are
         ignored (Go's decoder skips them); the base64 must be canonical.
         """
+        if not isinstance(text, str):
+            raise InputError("a verifier key is a string: name+keyid+base64key")
         parts = text.split("+", 2)  # base64 may contain "+"
         if len(parts) != 3:
             raise InputError("malformed verifier key: want name+keyid+base64key")

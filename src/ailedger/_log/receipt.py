@@ -79,4 +79,7 @@ def _b64(s: str, what: str, any_length: bool = False) -> bytes:
         raise VerificationError(f"malformed receipt: {what} is not base64") from e
     if not any_length and len(b) != merkle.HASH_SIZE:
         raise VerificationError(f"malformed receipt: {what} is not a 32-byte hash")
+    if base64.b64encode(b).decode() != s:
+        # One hash, one encoding: unused bits set or stray padding are refused.
+        raise VerificationError(f"malformed receipt: {what} is not canonical base64")
     return b

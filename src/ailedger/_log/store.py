@@ -19,6 +19,7 @@ appending to one log serialise instead of corrupting it.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -79,8 +80,18 @@ class Log:
     bytes; it does not parse them.
     """
 
-    def __init__(self, path: Path, origin: str, signer: Signer, verifier: Verifier) -> None:
+    def __init__(
+        self,
+        path: Path,
+        origin: str,
+        signer: Signer,
+        verifier: Verifier,
+        state_path: Path | None = None,
+    ) -> None:
         self._path = Path(path)
+        # The last signed checkpoint, kept outside the database: restoring an older
+        # log.sqlite must not let us sign a second, different tree of some size.
+        self._state_path = state_path
         self._origin = origin
         self._sign = signer
         self._verifier = verifier
@@ -320,6 +331,7 @@ class Log:
             if last is not None and last[0] == n:
                 return str(last[2])
             root = self._stack_root()
+            self._check_signed_state(n)
             if last is not None:
                 # Never sign a checkpoint inconsistent with one already issued: the
                 # stored tree must still reproduce the last signed root.
@@ -330,10 +342,39 @@ class Log:
                         " checkpoint (run `ailedger log fsck`)"
                     )
             note = self._sign(Checkpoint(self._origin, n, root).text())
+            self._save_signed_state(note)
             self._db.execute(
                 "INSERT INTO checkpoints VALUES (?,?,?,?)", (n, root, note, time.time())
             )
             return note
+
+    def _check_signed_state(self, n: int) -> None:
+        if self._state_path is None or not self._state_path.exists():
+            return
+        try:
+            cp = open_checkpoint(self._state_path.read_text(), self._verifier)
+        except (OSError, VerificationError) as e:
+            raise LogError(f"{self._state_path} is unreadable or not signed by this log: {e}") from e
+        if n < cp.size:
+            raise LogError(
+                f"refusing to sign: a checkpoint of size {cp.size} was already signed but the log"
+                f" has {n} entries (was log.sqlite restored from an older copy?)"
+            )
+        if cp.size and self._range_hash(0, cp.size) != cp.root:
+            raise LogError(
+                f"refusing to sign: the stored tree at size {cp.size} differs from the checkpoint"
+                " already signed for that size (split view); run `ailedger log fsck`"
+            )
+
+    def _save_signed_state(self, note: str) -> None:
+        if self._state_path is None:
+            return
+        tmp = self._state_path.with_name(self._state_path.name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(note)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._state_path)
 
     def _stack_root(self) -> bytes:
         if not self._stack:
@@ -502,6 +543,8 @@ class _Tx:
 def _check_index(v: object) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise InputError(f"expected a non-negative integer, got {v!r}")
+    if v >= 2**63:  # SQLite's integers, and any log that will ever exist
+        raise NotFoundError(f"{v} is beyond any log (the limit is 2^63 - 1)")
 
 
 def _check_entry(e: object, i: int) -> bytes:

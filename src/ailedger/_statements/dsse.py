@@ -138,7 +138,7 @@ def verify(env: Envelope, keys: Mapping[str, bytes]) -> tuple[bytes, list[str]]:
         for kid in candidates:
             try:
                 ed25519.Ed25519PublicKey.from_public_bytes(keys[kid]).verify(sig, message)
-            except (InvalidSignature, ValueError):
+            except (InvalidSignature, ValueError, TypeError):
                 continue
             if kid not in good:
                 good.append(kid)
