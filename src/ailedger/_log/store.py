@@ -354,7 +354,7 @@ class Log:
         try:
             cp = open_checkpoint(self._state_path.read_text(), self._verifier)
         except (OSError, VerificationError) as e:
-            raise LogError(f"{self._state_path} is unreadable or not signed by this log: {e}") from e
+            raise LogError(f"{self._state_path} is unreadable or not this log's: {e}") from e
         if n < cp.size:
             raise LogError(
                 f"refusing to sign: a checkpoint of size {cp.size} was already signed but the log"
