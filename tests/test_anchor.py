@@ -394,3 +394,33 @@ def test_attest_anchor_failure_still_reports_the_index(tmp_path: Path) -> None:
     assert p.stderr.startswith(b"index 0\n")
     assert b"entry 0 was appended, but anchoring failed" in p.stderr
     assert p.stdout.startswith(b"c2sp.org/tlog-proof@v1\nindex 0\n")
+
+
+def test_a_squatted_registration_is_refused_not_believed(anvil: AnvilNode, tmp_path: Path) -> None:
+    """Registering someone else's origin and key on a shared chain gains the squatter nothing."""
+    from ailedger._anchor import registry
+
+    owner = ailedger.Workspace.init(tmp_path / "owner", name="owner", chain=anvil.url)
+    fund(anvil.url, owner.address)
+    owner.chain_setup()
+    dep_file = owner.path / "deployment.json"
+    victim = ailedger.Workspace.init(tmp_path / "victim", name="victim", chain=anvil.url, contracts=dep_file)
+    mallory = Account.create()
+    fund(anvil.url, mallory.address)
+    squat = registry(victim.chain, victim.deployment, mallory)
+    log_id, _ = squat.register_log(victim.origin, victim.verifier_key, b"\0" * 64)
+    squat.anchor(log_id, 1, b"\x66" * 32)
+    fund(anvil.url, victim.address)
+    victim.log.append(b"genuine")
+    with pytest.raises(ChainError, match="without this log's authorisation"):
+        victim.anchor()
+    cp = _cp(victim.log.checkpoint())
+    with pytest.raises(VerificationError, match="without the log key's authorisation"):
+        check_anchor(cp, victim.verifier, victim.registry())
+    # the genuine registration of the owner carries a binding that verifies
+    owner.log.append(b"x")
+    owner.anchor()
+    chk = check_anchor(_cp(owner.log.checkpoint()), owner.verifier, owner.registry())
+    assert chk.exact
+    victim.close()
+    owner.close()

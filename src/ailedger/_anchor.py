@@ -13,6 +13,7 @@ the local cache, decides what is anchored. A local record (the log's
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from .errors import ChainError, InputError, VerificationError
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-    from ._chain import ChainBackend, CheckpointRegistryClient, Deployment
+    from ._chain import ChainBackend, CheckpointRegistryClient, Deployment, LogInfo
     from ._log.store import Log
 
 
@@ -111,31 +112,75 @@ def registry(
     return CheckpointRegistryClient(backend, deployment.contracts["CheckpointRegistry"], account)
 
 
-def ensure_log_registered(reg: CheckpointRegistryClient, origin: str, verifier_key: str) -> bytes:
-    """Register the log on first use; refuse if the chain binds its origin to another key."""
+def binding_message(chain_id: int, registry_address: str, owner: str, origin: str) -> bytes:
+    """What the log key signs to authorise ``owner`` to register and anchor ``origin``.
+
+    Bound to one chain and one registry, so a binding cannot be replayed elsewhere.
+    """
+    return (
+        f"ailedger/log-owner/v1\n{chain_id}\n{registry_address.lower()}\n"
+        f"{owner.lower()}\n{origin}\n"
+    ).encode()
+
+
+def ensure_log_registered(
+    reg: CheckpointRegistryClient,
+    origin: str,
+    verifier_key: str,
+    sign: Callable[[bytes], bytes],
+) -> bytes:
+    """Register the log on first use; refuse if the chain binds its origin to another key.
+
+    ``sign`` is the log key's Ed25519 signer: the registration carries its signature
+    over :func:`binding_message`, which verifiers check before trusting any anchor.
+    """
     from ._chain import log_id_of
 
     log_id = log_id_of(origin)
     info = reg.log_info(log_id)
     if info is None:
-        reg.register_log(origin, verifier_key)
+        owner = reg._signer().address
+        msg = binding_message(reg.backend.chain_id, reg.address, owner, origin)
+        reg.register_log(origin, verifier_key, sign(msg))
         return log_id
     if info.verifier_key != verifier_key:
         raise ChainError(
             f"log {origin} is registered on chain with another verifier key: not ours to anchor"
         )
     if reg.account is not None and info.owner.lower() != reg.account.address.lower():
-        raise ChainError(f"log {origin} is registered by another account ({info.owner})")
+        raise ChainError(
+            f"log {origin} was registered by another account ({info.owner}) without this log's"
+            " authorisation; anchor under a new origin and report the squatter"
+        )
     return log_id
 
 
-def anchor(log: Log, reg: CheckpointRegistryClient, verifier: Verifier) -> AnchorResult:
+def _check_binding(info: LogInfo, verifier: Verifier, reg: CheckpointRegistryClient) -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    msg = binding_message(reg.backend.chain_id, reg.address, info.owner, info.origin)
+    try:
+        ed25519.Ed25519PublicKey.from_public_bytes(verifier.public).verify(info.binding, msg)
+    except (InvalidSignature, ValueError) as e:
+        raise VerificationError(
+            f"log {info.origin} is registered on chain by {info.owner} without the log key's"
+            " authorisation: its anchors are not the log's"
+        ) from e
+
+
+def anchor(
+    log: Log,
+    reg: CheckpointRegistryClient,
+    verifier: Verifier,
+    sign: Callable[[bytes], bytes],
+) -> AnchorResult:
     """Anchor the log's latest checkpoint (signing one if the tree grew). Idempotent."""
     note = log.checkpoint()
     cp = Checkpoint.parse(note[: note.rfind("\n\n") + 1])
     if cp.size == 0:
         raise InputError("nothing to anchor: the log is empty")
-    log_id = ensure_log_registered(reg, cp.origin, str(verifier))
+    log_id = ensure_log_registered(reg, cp.origin, str(verifier), sign)
     latest = reg.latest(log_id)
     if latest is not None and latest.size > cp.size:
         raise ChainError(
@@ -212,6 +257,7 @@ def check_anchor(
         raise VerificationError(
             f"{where} binds log {cp.origin} to another verifier key than the one given"
         )
+    _check_binding(info, verifier, reg)
     on_chain = reg.root_at(log_id, cp.size)
     if on_chain is not None and on_chain != cp.root:
         raise VerificationError(

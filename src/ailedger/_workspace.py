@@ -394,7 +394,9 @@ class Workspace:
             self.chain_config["deployment"] = dep.as_dict()
             self._save_config()
             dep.save(self._path / "deployment.json")
-        ensure_log_registered(self.registry(), self.origin, self.verifier_key)
+        ensure_log_registered(
+            self.registry(), self.origin, self.verifier_key, self._identity.ed25519.sign
+        )
         self.register_identity()
         return self.deployment
 
@@ -425,7 +427,7 @@ class Workspace:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not self.chain_config.get("deployment"):
                 self.chain_setup()
-            return anchor(self.log, self.registry(), self._verifier)
+            return anchor(self.log, self.registry(), self._verifier, self._identity.ed25519.sign)
 
 
 def _move_into_place(tmp: Path, target: Path) -> None:

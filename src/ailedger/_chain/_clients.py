@@ -52,6 +52,7 @@ class LogInfo:
     owner: str
     origin: str
     verifier_key: str
+    binding: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,11 @@ class CheckpointRegistryClient(_Client):
 
     artifact_name = "CheckpointRegistry"
 
-    def register_log(self, origin: str, verifier_key: str) -> tuple[bytes, Receipt]:
-        receipt = self._transact("register_log", [origin, verifier_key])
+    def register_log(
+        self, origin: str, verifier_key: str, binding: bytes = b""
+    ) -> tuple[bytes, Receipt]:
+        """Register a log; ``binding`` is the log key's signature authorising this account."""
+        receipt = self._transact("register_log", [origin, verifier_key, bytes(binding)])
         return log_id_of(origin), receipt
 
     def anchor(
@@ -161,10 +165,12 @@ class CheckpointRegistryClient(_Client):
 
     def log_info(self, log_id: bytes) -> LogInfo | None:
         info = self._call("log_info", [_hash32(log_id, "log id")])
-        owner, origin, verifier_key = info
+        owner, origin, verifier_key, binding = info
         if owner == _ZERO_ADDRESS or int(owner, 16) == 0:
             return None
-        return LogInfo(owner=owner, origin=origin, verifier_key=verifier_key)
+        return LogInfo(
+            owner=owner, origin=origin, verifier_key=verifier_key, binding=bytes(binding)
+        )
 
     def history(self, log_id: bytes, *, from_block: int = 0) -> list[AnchorRecord]:
         """Every anchor of a log, oldest first, with block timestamps."""

@@ -22,6 +22,7 @@ struct LogInfo:
     owner: address
     origin: String[MAX_ORIGIN]
     verifier_key: String[MAX_VERIFIER_KEY]
+    binding: Bytes[64]
 
 
 event LogRegistered:
@@ -29,6 +30,7 @@ event LogRegistered:
     owner: indexed(address)
     origin: String[MAX_ORIGIN]
     verifier_key: String[MAX_VERIFIER_KEY]
+    binding: Bytes[64]
 
 
 event Anchored:
@@ -58,7 +60,9 @@ def log_id_of(origin: String[MAX_ORIGIN]) -> bytes32:
 
 
 @external
-def register_log(origin: String[MAX_ORIGIN], verifier_key: String[MAX_VERIFIER_KEY]) -> bytes32:
+def register_log(
+    origin: String[MAX_ORIGIN], verifier_key: String[MAX_VERIFIER_KEY], binding: Bytes[64]
+) -> bytes32:
     """
     @notice Register a log; the caller becomes its owner, the only account
             allowed to anchor its checkpoints. A given origin can be
@@ -66,6 +70,10 @@ def register_log(origin: String[MAX_ORIGIN], verifier_key: String[MAX_VERIFIER_K
     @param origin The log's origin line (non-empty, at most 256 bytes).
     @param verifier_key The C2SP signed-note verifier key of the log's
            checkpoints (non-empty, at most 512 bytes).
+    @param binding The log key's Ed25519 signature authorising the caller
+           as the log's owner (see docs/chain.md). Stored, not checked here:
+           the EVM has no Ed25519, so verifiers check it off chain and refuse
+           a registration the log key did not authorise.
     @return log_id, keccak256 of the origin's bytes.
     """
     assert len(origin) > 0, "CheckpointRegistry: empty origin"
@@ -73,8 +81,12 @@ def register_log(origin: String[MAX_ORIGIN], verifier_key: String[MAX_VERIFIER_K
     log_id: bytes32 = keccak256(origin)
     assert self._owner[log_id] == empty(address), "CheckpointRegistry: log already registered"
     self._owner[log_id] = msg.sender
-    self._info[log_id] = LogInfo(owner=msg.sender, origin=origin, verifier_key=verifier_key)
-    log LogRegistered(log_id=log_id, owner=msg.sender, origin=origin, verifier_key=verifier_key)
+    self._info[log_id] = LogInfo(
+        owner=msg.sender, origin=origin, verifier_key=verifier_key, binding=binding
+    )
+    log LogRegistered(
+        log_id=log_id, owner=msg.sender, origin=origin, verifier_key=verifier_key, binding=binding
+    )
     return log_id
 
 
@@ -193,8 +205,8 @@ def root_at(log_id: bytes32, size: uint256) -> bytes32:
 @view
 def log_info(log_id: bytes32) -> LogInfo:
     """
-    @notice A registered log's owner, origin and verifier key.
+    @notice A registered log's owner, origin, verifier key and owner binding.
     @param log_id The log's id.
-    @return (owner, origin, verifier_key); owner is zero if not registered.
+    @return (owner, origin, verifier_key, binding); owner is zero if not registered.
     """
     return self._info[log_id]
