@@ -578,15 +578,12 @@ class Run:
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record metric values; cheap (in memory). The last value of each metric, its
         last step and how many times it was logged go into the statement."""
-        m = self._metrics
+        self._metrics.update(metrics)
         c = self._counts
-        for k, v in metrics.items():
-            m[k] = v
+        for k in metrics:
             c[k] = c.get(k, 0) + 1
         if step is not None:
-            s = self._steps
-            for k in metrics:
-                s[k] = step
+            self._steps.update(dict.fromkeys(metrics, step))
 
     def log_model(
         self, path: str | os.PathLike[str], name: str | None = None
