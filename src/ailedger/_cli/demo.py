@@ -49,6 +49,9 @@ def _digest(data: bytes) -> dict[str, str]:
 def run_demo() -> None:
     with tempfile.TemporaryDirectory(prefix="ailedger-demo-") as tmp:
         _story(Path(tmp))
+        from .demo_ml import run_ml_story
+
+        run_ml_story(Path(tmp))
     console.print()
     console.print("[bold green]Demo finished: every check behaved as described.[/bold green]")
 
