@@ -355,3 +355,15 @@ def test_cli_round_trip(tmp_path: Path) -> None:
         b"verifier key"
         in run(home, "data", "check-proof", str(pf), "--verifier-key", "x+y+z", ok=False).stderr
     )
+
+
+def test_workspace_inside_dataset_is_left_out(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    write(root, {"data.csv": b"a\n1\n"})
+    w = ailedger.Workspace.init(root / ".ailedger", name="inside")
+    try:
+        rec = add_dataset(w, root)
+        assert (rec.name, rec.files) == ("proj", 1)
+        assert verify_dataset(w, "proj", root).ok  # the log grew; the data did not change
+    finally:
+        w.close()

@@ -299,3 +299,12 @@ def test_exclude(tmp_path: Path) -> None:
     write(tmp_path / "d", {"a": b"1", "ws/log": b"2"})
     fp = fingerprint(tmp_path / "d", exclude=[tmp_path / "d" / "ws"])
     assert fp.paths == ("a",)
+
+
+def test_non_utf8_name_refused(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    with open(os.path.join(os.fsencode(d), b"bad\xff.bin"), "wb") as f:
+        f.write(b"x")
+    with pytest.raises(InputError, match="file names must be valid UTF-8"):
+        fingerprint(d)
