@@ -73,9 +73,10 @@ def bench_overhead(root: Path, seconds: float, runs: int) -> list[str]:
     ws = ailedger.Workspace.init(root / "ws-track", name="bench")
     model = root / "model.npy"
     # calibrate the number of steps to the target duration
-    t = time.perf_counter()
-    train(x, y, 200, None)
-    per_step = (time.perf_counter() - t) / 200
+    # (CPU time, so a busy shared machine does not shrink the loop)
+    t = time.process_time()
+    train(x, y, 2000, None)
+    per_step = (time.process_time() - t) / 2000
     steps = max(200, int(seconds / per_step))
 
     plain: list[float] = []
