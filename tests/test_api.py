@@ -6,33 +6,16 @@ import ailedger
 
 
 def test_all_is_pinned() -> None:
-    assert sorted(ailedger.__all__) == sorted(
-        [
-            "ChainError",
-            "Checkpoint",
-            "Error",
-            "FsckReport",
-            "InputError",
-            "KeyStoreError",
-            "LocalBlobStore",
-            "Log",
-            "LogError",
-            "MemoryBlobStore",
-            "NotFoundError",
-            "Receipt",
-            "ReceiptResult",
-            "VerificationError",
-            "Verifier",
-            "Workspace",
-            "WorkspaceError",
-            "__version__",
-            "merkle",
-            "pae",
-            "statement",
-            "verify_envelope",
-            "verify_receipt",
-        ]
-    )
+    assert sorted(ailedger.__all__) == sorted([
+        "ChainError", "Checkpoint", "Error", "FsckReport", "InputError", "KeyStoreError",
+        "LocalBlobStore", "Log", "LogError", "MemoryBlobStore", "NotFoundError", "Receipt",
+        "ReceiptResult", "VerificationError", "Verifier", "Workspace", "WorkspaceError",
+        "__version__", "merkle", "pae", "statement", "verify_envelope", "verify_receipt",
+        # AI provenance (issue 4)
+        "DatasetRecord", "LineageGraph", "PredictionLogger", "Run", "VerifyReport",
+        "add_dataset", "export_bundle", "find_dataset", "lineage", "load_bundle", "track",
+        "verify_artifact", "verify_dataset",
+    ])
     for name in ailedger.__all__:
         assert hasattr(ailedger, name)
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from ._anchor import AnchorResult
     from ._chain import ChainBackend, CheckpointRegistryClient, Deployment, IdentityRegistryClient
+    from ._provenance.predictions import PredictionLogger
 
 HOME_ENV = "AILEDGER_HOME"
 DEFAULT_HOME = ".ailedger"
@@ -413,6 +414,18 @@ class Workspace:
             return False
         ids.register(self.name, self.ed25519_public, self.x25519_public)
         return True
+
+    def predictions(
+        self, model: str | os.PathLike[str], *, batch_size: int = 10_000
+    ) -> PredictionLogger:
+        """A cheap logger of a model's predictions: one signed statement per batch.
+
+        ``with ws.predictions("model.pkl") as p: p.log(x, y)`` — each prediction can later
+        get its own proof (``ailedger prediction proof``).
+        """
+        from ._provenance.predictions import PredictionLogger
+
+        return PredictionLogger(self, model, batch_size=batch_size)
 
     def anchor(self) -> AnchorResult:
         """Anchor the latest checkpoint on chain (one transaction; idempotent)."""
