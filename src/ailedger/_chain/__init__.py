@@ -5,7 +5,14 @@ Public names are re-exported by the package's public API, not imported from here
 
 from __future__ import annotations
 
-from ._artifacts import CONTRACT_NAMES, Artifact, load_artifact
+from ._agreements import (
+    MAX_PURPOSE_BYTES,
+    DataAgreementsClient,
+    OfferInfo,
+    RequestInfo,
+    RequestStatus,
+)
+from ._artifacts import CONTRACT_NAMES, REQUIRED_CONTRACTS, Artifact, load_artifact
 from ._backend import ChainBackend, RawLog, Receipt, TransactionReverted
 from ._clients import (
     MAX_PROOF_HASHES,
@@ -17,7 +24,7 @@ from ._clients import (
     LogInfo,
     log_id_of,
 )
-from ._deployment import Deployment, deploy_all, load_deployment
+from ._deployment import Deployment, deploy_all, deploy_missing, load_deployment
 from ._embedded import DEFAULT_EMBEDDED_CHAIN_ID, EmbeddedBackend
 from ._rpc import RpcBackend
 
@@ -25,21 +32,28 @@ __all__ = [
     "CONTRACT_NAMES",
     "DEFAULT_EMBEDDED_CHAIN_ID",
     "MAX_PROOF_HASHES",
+    "MAX_PURPOSE_BYTES",
+    "REQUIRED_CONTRACTS",
     "AnchorRecord",
     "AnchoredCheckpoint",
     "Artifact",
     "ChainBackend",
     "CheckpointRegistryClient",
+    "DataAgreementsClient",
     "Deployment",
     "EmbeddedBackend",
     "Identity",
     "IdentityRegistryClient",
     "LogInfo",
+    "OfferInfo",
     "RawLog",
     "Receipt",
+    "RequestInfo",
+    "RequestStatus",
     "RpcBackend",
     "TransactionReverted",
     "deploy_all",
+    "deploy_missing",
     "load_artifact",
     "load_deployment",
     "log_id_of",

@@ -11,7 +11,10 @@ from typing import Any
 
 from ..errors import ChainError
 
-CONTRACT_NAMES = ("CheckpointRegistry", "IdentityRegistry")
+CONTRACT_NAMES = ("CheckpointRegistry", "IdentityRegistry", "DataAgreements")
+# Contracts every deployment.json must name. DataAgreements came later: a deployment
+# recorded before it still loads (and validates) for the two original contracts.
+REQUIRED_CONTRACTS = ("CheckpointRegistry", "IdentityRegistry")
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ def _hex(value: str) -> bytes:
 
 @cache
 def load_artifact(name: str) -> Artifact:
-    """Load a compiled contract by name (``CheckpointRegistry``, ``IdentityRegistry``)."""
+    """Load a compiled contract by name (one of ``CONTRACT_NAMES``)."""
     if name not in CONTRACT_NAMES:
         raise ChainError(f"unknown contract {name!r}; known: {', '.join(CONTRACT_NAMES)}")
     try:

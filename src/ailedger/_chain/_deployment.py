@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ChainError
-from ._artifacts import CONTRACT_NAMES, load_artifact
+from ._artifacts import CONTRACT_NAMES, REQUIRED_CONTRACTS, load_artifact
 from ._backend import ChainBackend, checksum
 
 if TYPE_CHECKING:
@@ -17,7 +17,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Deployment:
-    """Where the contracts live: ``{chain_id, contracts: {name: address}, deployed_at_block}``."""
+    """Where the contracts live: ``{chain_id, contracts: {name: address}, deployed_at_block}``.
+
+    ``CheckpointRegistry`` and ``IdentityRegistry`` are always present;
+    ``DataAgreements`` is absent from deployments recorded before it existed
+    (see :func:`deploy_missing`).
+    """
 
     chain_id: int
     contracts: dict[str, str] = field(default_factory=dict)
@@ -59,7 +64,9 @@ class Deployment:
         out: dict[str, str] = {}
         for name in CONTRACT_NAMES:
             if name not in contracts:
-                raise ChainError(f"deployment has no address for {name}")
+                if name in REQUIRED_CONTRACTS:
+                    raise ChainError(f"deployment has no address for {name}")
+                continue
             out[name] = checksum(contracts[name], f"{name} address")
         return cls(chain_id=chain_id, contracts=out, deployed_at_block=block)
 
@@ -93,6 +100,27 @@ def deploy_all(backend: ChainBackend, account: LocalAccount) -> Deployment:
     start = backend.block_number()
     contracts = {name: backend.deploy(account, load_artifact(name)) for name in CONTRACT_NAMES}
     return Deployment(chain_id=backend.chain_id, contracts=contracts, deployed_at_block=start + 1)
+
+
+def deploy_missing(
+    backend: ChainBackend, account: LocalAccount, deployment: Deployment
+) -> Deployment:
+    """Deploy the contracts a recorded deployment lacks (e.g. ``DataAgreements`` for a
+    deployment made before it existed); returns the completed record (the same one if
+    nothing was missing). ``deployed_at_block`` is kept: event scans still start there.
+    """
+    if backend.chain_id != deployment.chain_id:
+        raise ChainError(
+            f"deployment is for chain id {deployment.chain_id}, but the node serves "
+            f"chain id {backend.chain_id}"
+        )
+    missing = [n for n in CONTRACT_NAMES if n not in deployment.contracts]
+    if not missing:
+        return deployment
+    contracts = dict(deployment.contracts)
+    for name in missing:
+        contracts[name] = backend.deploy(account, load_artifact(name))
+    return Deployment(deployment.chain_id, contracts, deployment.deployed_at_block)
 
 
 def load_deployment(path: str | Path, backend: ChainBackend) -> Deployment:
