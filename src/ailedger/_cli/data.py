@@ -44,10 +44,22 @@ def data_add(
     records: Annotated[
         bool, typer.Option("--records", help="One leaf per CSV/TSV/JSONL record, not per file.")
     ] = False,
+    encrypt: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt",
+            help="Store the files encrypted (AES-256-GCM, fresh key wrapped to this workspace).",
+        ),
+    ] = False,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option("--chunk-size", help="Encrypted chunk size in bytes (default 1 MiB)."),
+    ] = None,
     home: Annotated[Path | None, _HomeOpt] = None,
 ) -> None:
     """Fingerprint PATH, store its manifest and record a dataset statement."""
     from .._provenance.datasets import add_dataset
+    from .._provenance.encrypted import encryption_of
 
     with _ws(home) as ws:
         r = add_dataset(
@@ -59,7 +71,10 @@ def data_add(
             preparation=prep or (),
             consent=consent or (),
             records=records,
+            encrypt=encrypt,
+            chunk_size=chunk_size,
         )
+        enc = encryption_of(ws, r.name, r.version) if encrypt else None
     rate = r.files / r.seconds if r.seconds > 0 else float("inf")
     if r.created:
         _say(f"registered {r.name} version {r.version}")
@@ -73,6 +88,59 @@ def data_add(
     _say(f"leaves:    {r.leaves}")
     _say(f"files:     {r.files} ({r.bytes} bytes)")
     _say(f"speed:     {rate:,.0f} files/s in {r.seconds:.3f} s, cache hits {r.cache_hits}")
+    if enc is not None:
+        sealed_bytes = sum(f.sealed_size for f in enc.files)
+        _say(
+            f"encrypted: ailedger-sealed/v1 AES-256-GCM, {enc.chunk}-byte chunks,"
+            f" {len(enc.files)} sealed blobs ({sealed_bytes} bytes)"
+        )
+        _say(f"index:     sha256:{enc.index_digest}")
+
+
+@data_app.command("decrypt")
+def data_decrypt(
+    name: Annotated[str, typer.Argument(help="Registered encrypted dataset name.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (new or empty).")],
+    version: Annotated[
+        int | None, typer.Option("--version", help="Dataset version (default: latest).")
+    ] = None,
+    home: Annotated[Path | None, _HomeOpt] = None,
+) -> None:
+    """Decrypt an encrypted dataset into OUT and check it re-fingerprints to its root."""
+    from .._provenance.encrypted import decrypt_dataset
+
+    with _ws(home) as ws:
+        r = decrypt_dataset(ws, name, out, version=version)
+    _say(f"decrypted {r.files} file(s), {r.bytes} bytes, into {r.out_dir}")
+    _say(f"ok: root {r.root} matches the registered dataset {name}")
+
+
+@data_app.command("wrap-key")
+def data_wrap_key(
+    name: Annotated[str, typer.Argument(help="Registered encrypted dataset name.")],
+    recipient: Annotated[
+        str, typer.Argument(help="The recipient's X25519 public key, 64 hex digits.")
+    ],
+    version: Annotated[
+        int | None, typer.Option("--version", help="Dataset version (default: latest).")
+    ] = None,
+    home: Annotated[Path | None, _HomeOpt] = None,
+) -> None:
+    """Wrap the dataset's key to RECIPIENT (HPKE) and print the wrapped-key document."""
+    import sys
+
+    from .._provenance.encrypted import wrap_dataset_key
+    from ..errors import InputError
+
+    try:
+        pub = bytes.fromhex(recipient.strip())
+    except ValueError as e:
+        raise InputError("the recipient X25519 public key must be 64 hex digits") from e
+    if len(pub) != 32:
+        raise InputError("the recipient X25519 public key must be 64 hex digits")
+    with _ws(home) as ws:
+        doc = wrap_dataset_key(ws, name, pub, version=version)
+    sys.stdout.write(doc + "\n")
 
 
 @data_app.command("verify")

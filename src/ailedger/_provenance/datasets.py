@@ -328,11 +328,17 @@ def add_dataset(
     preparation: Iterable[str] = (),
     consent: Iterable[str] = (),
     records: bool = False,
+    encrypt: bool = False,
+    chunk_size: int | None = None,
 ) -> DatasetRecord:
     """Fingerprint ``path``, store its manifest, record a DATASET statement.
 
     @param name     registry name (default: the base name of ``path``)
     @param records  records mode: leaves are CSV/TSV/JSONL records, not files
+    @param encrypt  seal every file under a fresh data key into the blob store and add
+                    an ``encryption`` section to the predicate (``encrypted.py``); the
+                    fingerprint is still over the plaintext
+    @param chunk_size  sealed chunk size in bytes (encrypt only; default 1 MiB)
     @return the registered version; if the data and metadata equal the latest version
             of ``name``, that version is returned unchanged (``created=False``)
     @raise InputError on a bad path or name, NotFoundError never
@@ -341,6 +347,8 @@ def add_dataset(
     name = _check_name(name if name is not None else os.path.basename(os.path.abspath(p)))
     prep = _strs(preparation, "preparation")
     cons = _strs(consent, "consent")
+    if chunk_size is not None and not encrypt:
+        raise InputError("a chunk size only applies to an encrypted dataset (encrypt=True)")
     db = _db(ws)
     try:
         fp = fingerprint(p, records=records, cache=StatCache(db), exclude=_exclude(ws))
@@ -354,7 +362,8 @@ def add_dataset(
                 pred.get("origin"),
                 pred.get("preparation"),
                 pred.get("consent"),
-            ) == (license, origin, prep, cons):
+                pred.get("encryption") is not None,
+            ) == (license, origin, prep, cons, encrypt):
                 return DatasetRecord(
                     **{
                         **_asdict(latest),
@@ -365,6 +374,13 @@ def add_dataset(
                 )
         ws.blobs.put(mbytes)
         lh_digest = ws.blobs.put(fp.leaf_hashes) if fp.mode == "records" else None
+        sealed = None
+        if encrypt:
+            from . import encrypted
+
+            sealed = encrypted.seal_dataset(
+                ws, p, fp, mdigest, **({} if chunk_size is None else {"chunk_size": chunk_size})
+            )
         when = _now()
         pred = dataset_predicate(
             name,
@@ -377,6 +393,8 @@ def add_dataset(
             consent=cons,
             registered_at=when,
         )
+        if sealed is not None:
+            pred["encryption"] = sealed.predicate()
         subject = {"name": vocab.dataset_subject_name(name), "digest": vocab.digest(mdigest)}
         index = ws.record(intoto.statement([subject], vocab.DATASET, pred))
         src = os.path.abspath(p)
@@ -406,6 +424,10 @@ def add_dataset(
                 "SELECT version FROM datasets_registry WHERE name = ? AND log_index = ?",
                 (name, index),
             ).fetchone()
+            if sealed is not None:
+                from . import encrypted
+
+                encrypted.record_sealed(db, name, version, mdigest, sealed)
     finally:
         db.close()
     return DatasetRecord(
