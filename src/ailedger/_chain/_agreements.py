@@ -94,12 +94,6 @@ def _uint(value: int, what: str) -> int:
     return value
 
 
-def _id(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**256:
-        raise ChainError(f"{what} must be a positive integer")
-    return value
-
-
 def _topic_uint(value: int) -> bytes:
     return value.to_bytes(32, "big")
 
@@ -160,14 +154,14 @@ class DataAgreementsClient(_Client):
 
     def close_offer(self, offer_id: int) -> Receipt:
         """Stop new requests for an offer (owner only); existing requests are unaffected."""
-        return self._send("close_offer", [_id(offer_id, "offer id")])
+        return self._send("close_offer", [_uint(offer_id, "offer id")])
 
     def request(self, offer_id: int, purpose: str, value: int | None = None) -> tuple[int, Receipt]:
         """Request an offer for ``purpose``, paying ``value`` wei (default: the offer's
         price, read first; the contract refuses any other amount). Returns
         ``(request_id, receipt)``; an auto-grant offer's request is already granted.
         """
-        oid = _id(offer_id, "offer id")
+        oid = _uint(offer_id, "offer id")
         if value is None:
             info = self.offer_info(oid)
             if info is None:
@@ -182,25 +176,25 @@ class DataAgreementsClient(_Client):
         data key wrapped to the requester (None: set later). Releases the escrow.
         """
         key = _ZERO32 if wrapped_key is None else _hash32(wrapped_key, "wrapped key digest")
-        return self._send("grant", [_id(request_id, "request id"), _uint(expiry, "expiry"), key])
+        return self._send("grant", [_uint(request_id, "request id"), _uint(expiry, "expiry"), key])
 
     def reject(self, request_id: int) -> Receipt:
         """Reject a pending request (owner only); the requester is refunded (credited)."""
-        return self._send("reject", [_id(request_id, "request id")])
+        return self._send("reject", [_uint(request_id, "request id")])
 
     def reclaim(self, request_id: int) -> Receipt:
         """Take back the escrow of an unanswered request after its deadline (requester)."""
-        return self._send("reclaim", [_id(request_id, "request id")])
+        return self._send("reclaim", [_uint(request_id, "request id")])
 
     def revoke(self, request_id: int) -> Receipt:
         """Revoke a grant (owner only): not live from this block on; nothing refunded."""
-        return self._send("revoke", [_id(request_id, "request id")])
+        return self._send("revoke", [_uint(request_id, "request id")])
 
     def set_wrapped_key(self, request_id: int, wrapped_key: bytes) -> Receipt:
         """Record the wrapped data key digest of a granted request (owner only)."""
         return self._send(
             "set_wrapped_key",
-            [_id(request_id, "request id"), _hash32(wrapped_key, "wrapped key digest")],
+            [_uint(request_id, "request id"), _hash32(wrapped_key, "wrapped key digest")],
         )
 
     def withdraw(self) -> tuple[int, Receipt]:
