@@ -280,11 +280,12 @@ def test_path_traversal_in_a_manifest_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_and_unencrypted(env: tuple[ailedger.Workspace, Path], tmp_path: Path) -> None:
-    ws, _ = env
+    ws, data = env
+    add_dataset(ws, data, name="plain-only")
     with pytest.raises(NotFoundError):
         encrypted.decrypt_dataset(ws, "nope", tmp_path / "o")
     with pytest.raises(InputError, match="not encrypted"):
-        encrypted.wrap_dataset_key(ws, "plain", b"\x09" * 32)
+        encrypted.wrap_dataset_key(ws, "plain-only", b"\x09" * 32)
 
 
 def test_file_changed_while_sealing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
