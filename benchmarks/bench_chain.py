@@ -1,4 +1,5 @@
-"""Chain benchmark: anchor() gas by tree size, and anchors/s on both backends.
+"""Chain benchmark: anchor() gas by tree size, anchors/s on both backends, and
+DataAgreements gas per function (next to a plain 21,000-gas transfer).
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_chain.py [--runs 5] [--anchors 40]
 
@@ -28,7 +29,13 @@ from pathlib import Path
 from eth_account import Account
 
 from ailedger import merkle
-from ailedger._chain import CheckpointRegistryClient, EmbeddedBackend, RpcBackend, deploy_all
+from ailedger._chain import (
+    CheckpointRegistryClient,
+    DataAgreementsClient,
+    EmbeddedBackend,
+    RpcBackend,
+    deploy_all,
+)
 from ailedger._chain._backend import ChainBackend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +137,56 @@ def setup(backend: ChainBackend, funder: object | None) -> CheckpointRegistryCli
     return CheckpointRegistryClient(backend, dep.contracts["CheckpointRegistry"], owner)
 
 
+def agreements_gas(backend: ChainBackend) -> list[tuple[str, int]]:
+    """Gas of every DataAgreements function on a fresh deployment. A function is
+    measured twice where the first call pays for first-time storage (e.g. the
+    owner's first credit, the first pending escrow): both are real costs."""
+    accts = [Account.create() for _ in range(2)]
+    for a in accts:
+        if isinstance(backend, EmbeddedBackend):
+            backend.fund(a.address)
+        else:
+            backend.send_value(Account.from_key(ANVIL_KEY), a.address, 10**21)
+    dep = deploy_all(backend, accts[0])
+    owner = DataAgreementsClient(backend, dep.contracts["DataAgreements"], accts[0])
+    req = DataAgreementsClient(backend, dep.contracts["DataAgreements"], accts[1])
+    ds = hashlib.sha256(b"dataset").digest()
+    key = hashlib.sha256(b"key").digest()
+    day = 86400
+    rows: list[tuple[str, int]] = []
+    transfer = backend.send_value(accts[0], accts[1].address, 1).gas_used
+    rows.append(("(baseline) plain transfer", transfer))
+    oid, rc = owner.offer(ds, ds, price=10**15, max_duration=day, response_window=day)
+    rows.append(("offer (first)", rc.gas_used))
+    oid2, rc = owner.offer(ds, ds, price=10**15, max_duration=day, response_window=day)
+    rows.append(("offer", rc.gas_used))
+    auto, _ = owner.offer(ds, None, price=10**15, max_duration=day, response_window=day,
+                          auto_grant=True)  # fmt: skip
+    purpose = "training a fraud classifier"  # 27 bytes: one storage word
+    r1, rc = req.request(oid, purpose)
+    rows.append(("request (first, escrowed)", rc.gas_used))
+    r2, rc = req.request(oid, purpose)
+    rows.append(("request (escrowed)", rc.gas_used))
+    r3, rc = req.request(oid, purpose)
+    r4, rc = req.request(oid, "p" * 128)
+    rows.append(("request (128-byte purpose)", rc.gas_used))
+    now = backend.block_timestamp(backend.block_number())
+    rc = owner.grant(r1, now + 3600, key)
+    rows.append(("grant (owner's first credit)", rc.gas_used))
+    rc = owner.grant(r2, now + 3600, key)
+    rows.append(("grant", rc.gas_used))
+    r5, rc = req.request(auto, purpose)
+    rows.append(("request (auto-grant)", rc.gas_used))
+    rows.append(("set_wrapped_key", owner.set_wrapped_key(r5, key).gas_used))
+    rows.append(("reject (requester's first credit)", owner.reject(r3).gas_used))
+    rows.append(("reject", owner.reject(r4).gas_used))
+    rows.append(("revoke", owner.revoke(r1).gas_used))
+    rows.append(("close_offer", owner.close_offer(oid2).gas_used))
+    rows.append(("withdraw (owner, EOA)", owner.withdraw()[1].gas_used))
+    rows.append(("withdraw (requester, EOA)", req.withdraw()[1].gas_used))
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -173,6 +230,14 @@ def main() -> int:
                 gas_r = gas_row(reg_r, m, n)[1] if reg_r is not None else None
                 size = f"2^{k}" if n == 1 << k else f"2^{k}+2^{k - 1}-1"
                 print(f"| {size} ({n}) | {m} | {plen} | {gas_e} | {gas_r if gas_r else '-'} |")
+        print("\n### DataAgreements gas per function (reclaim costs about what reject does)\n")
+        print("| function | gas (embedded) | gas (anvil) | × plain transfer |")
+        print("|---|---:|---:|---:|")
+        rows_e = agreements_gas(embedded)
+        rows_r = agreements_gas(reg_r.backend) if reg_r is not None else None
+        for i, (fn, gas) in enumerate(rows_e):
+            other = f"{rows_r[i][1]:,}" if rows_r is not None else "-"
+            print(f"| {fn} | {gas:,} | {other} | {gas / rows_e[0][1]:.1f} |")
         print("\n### anchors per second (consecutive anchors of one log, ~2^20 leaves)\n")
         print(f"| backend | median of {args.runs} runs × {args.anchors} anchors | runs |")
         print("|---|---:|---|")
