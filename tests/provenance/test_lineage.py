@@ -493,3 +493,22 @@ def test_end_to_end_with_the_real_writers(tmp_path: Path) -> None:
         rep = verify_artifact(ws, model)
         assert rep.ok, rep.summary()
         assert {c.check for c in rep.checks} >= {"signature", "inclusion", "anchor", "data"}
+
+
+def test_dataset_named_like_a_local_folder(
+    built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ailedger verify iris` next to a folder ./iris means the dataset, not the folder."""
+    from ailedger._provenance.bundle import export_bundle
+
+    (tmp_path / "iris").mkdir()
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with ailedger.Workspace.open(built.ws_path) as ws:
+        assert lineage(ws, "iris").producers == [built.idx["dataset"]]
+        rep = verify_artifact(ws, "iris", offline=True)
+        assert rep.ok, rep.summary()
+        assert rep.digest == built.manifest_digest
+        assert export_bundle(ws, "iris")["artifact"]["digest"]["sha256"] == built.manifest_digest
+        with pytest.raises(ailedger.InputError, match="is a directory and no dataset has that"):
+            lineage(ws, "other")

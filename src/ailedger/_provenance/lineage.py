@@ -488,12 +488,21 @@ def resolve_artifact(artifact: str | os.PathLike[str], ws: Workspace | None = No
             raise InputError(f"{text}: want sha256: followed by 64 hex digits")
         return Artifact(hexd, None)
     p = Path(text)
-    if p.exists():
+    # A folder is never an artifact itself, so a dataset named like a local folder
+    # (`ailedger verify train` next to ./train) still resolves by name.
+    is_dir = p.is_dir()
+    if p.exists() and not is_dir:
         return Artifact(file_digest(p), p.name, p)
     if ws is not None:
         d = _dataset_digest(ws, text)
         if d is not None:
             return Artifact(d, t.dataset_subject_name(text))
+    if is_dir:
+        raise InputError(
+            f"{text} is a directory"
+            + (" and no dataset has that name" if ws is not None else "")
+            + ": pass a file, a sha256:<hex> or a dataset name"
+        )
     raise InputError(
         f"{text}: no such file"
         + (", and no dataset of that name" if ws is not None else "")
