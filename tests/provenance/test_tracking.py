@@ -485,3 +485,50 @@ def test_cli_eval(home: Path, shared_ws: ailedger.Workspace, tmp_path: Path) -> 
         "digest": {"sha256": rec.manifest_digest},
     }
     assert pred["metrics"] == {"accuracy": 0.97, "split": "test"} and pred["run"] == "abc"
+
+
+# -- review fixes: large integers, warnings as errors ------------------------------------
+
+
+def test_large_integers_never_lose_the_run(shared_ws: ailedger.Workspace) -> None:
+    np = pytest.importorskip("numpy")
+    with track(
+        "big", params={"seed": 2**63, "neg": -(2**60), "ok": 2**53 - 1}, workspace=shared_ws
+    ) as run:
+        run.log_metrics({"tokens": 10**17, "np": np.uint64(2**60), "small": np.int64(3)})
+        run.log_metrics({"step-metric": 1.0}, step=2**62)
+    assert run.errors == [] and run.index is not None
+    st = statement_at(shared_ws, run.index)
+    assert st["predicate"]["buildDefinition"]["externalParameters"]["params"] == {
+        "seed": "9223372036854775808",
+        "neg": "-1152921504606846976",
+        "ok": 9007199254740991,
+    }
+    m = byproduct(st, "metrics")
+    assert m["metrics"] == {
+        "tokens": "100000000000000000",
+        "np": str(2**60),
+        "small": 3,
+        "step-metric": 1,
+    }
+    assert m["steps"] == {"step-metric": str(2**62)}
+    assert jsonable([2**53, -(2**53), 2**53 - 1, True]) == [
+        "9007199254740992",
+        "-9007199254740992",
+        9007199254740991,
+        True,
+    ]
+    assert jsonable({"\ud800": "a\udcff"}) == {"\\ud800": "a\\udcff"}
+
+
+def test_warning_as_error_never_escapes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trained = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with track("strictwarn", workspace=tmp_path / "nonexistent") as run:
+            run.log_metrics({"a": 1})
+            trained.append(1)
+    assert trained == [1] and run.index is None
+    assert len(run.errors) == 1 and isinstance(run.errors[0], ailedger.WorkspaceError)
+    err = capsys.readouterr().err
+    assert "ailedger: run 'strictwarn': opening the workspace failed" in err

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .._workspace import Workspace
 
 __all__ = [
+    "MAX_SAFE_INTEGER",
     "Run",
     "TrackingWarning",
     "evaluation_statement",
@@ -80,6 +81,22 @@ class TrackingWarning(UserWarning):
     """A ledger error that tracking reported instead of raising (``strict=False``)."""
 
 
+def _warn(msg: str, stacklevel: int) -> None:
+    """Emit a :class:`TrackingWarning` that can never raise.
+
+    Under ``warnings.simplefilter("error")`` (pytest's ``filterwarnings = error``)
+    ``warnings.warn`` raises the warning, which would escape the user's ``with`` block
+    and stop training: exactly what non-strict tracking promises not to do. Then the
+    message goes to stderr instead.
+    """
+    try:
+        warnings.warn(msg, TrackingWarning, stacklevel=stacklevel + 1)
+    except Exception:  # any filter action or a broken showwarning hook
+        with contextlib.suppress(Exception):
+            sys.stderr.write(msg + "\n")
+            sys.stderr.flush()
+
+
 # -- small helpers (shared with the CLI and predictions) -----------------------------
 
 
@@ -111,18 +128,38 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+# RFC 8785 serialises numbers as IEEE 754 doubles: an integer beyond this loses digits,
+# so the canonicaliser refuses it (and with it the whole statement).
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _text(s: str) -> str:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        # lone surrogates (e.g. undecodable bytes of a file name or argv): RFC 8785 needs
+        # valid UTF-8, so keep them visible as \udcXX escapes instead of losing the run
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+    return s
+
+
 def jsonable(v: Any, _depth: int = 0) -> Any:
     """Turn ``v`` into something RFC 8785 can serialise.
 
     numpy scalars and arrays become Python numbers and lists, tuples and sets
     lists, non-finite floats the strings ``"NaN"``, ``"Infinity"``,
-    ``"-Infinity"`` (RFC 8785 has no such numbers), mapping keys strings, and
-    anything else its ``str()``.
+    ``"-Infinity"`` (RFC 8785 has no such numbers), integers (Python or numpy)
+    outside ±(2^53−1) their decimal strings (``2**63`` → ``"9223372036854775808"``;
+    RFC 8785 numbers are doubles), strings that are not valid Unicode (lone
+    surrogates) their ``\\uXXXX``-escaped text, mapping keys strings, and anything
+    else its ``str()``.
     """
-    if v is None or isinstance(v, (bool, str)):
+    if v is None or isinstance(v, bool):
         return v
+    if isinstance(v, str):
+        return _text(v)
     if isinstance(v, int):
-        return v
+        return int(v) if -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER else str(int(v))
     if isinstance(v, float):
         if math.isfinite(v):
             return v
@@ -130,7 +167,7 @@ def jsonable(v: Any, _depth: int = 0) -> Any:
     if _depth > 32:
         return str(v)
     if isinstance(v, Mapping):
-        return {str(k): jsonable(x, _depth + 1) for k, x in v.items()}
+        return {_text(str(k)): jsonable(x, _depth + 1) for k, x in v.items()}
     if isinstance(v, (list, tuple, set, frozenset)):
         items = sorted(v, key=repr) if isinstance(v, (set, frozenset)) else v
         return [jsonable(x, _depth + 1) for x in items]
@@ -142,8 +179,8 @@ def jsonable(v: Any, _depth: int = 0) -> Any:
             except (TypeError, ValueError, RuntimeError):
                 continue
     if isinstance(v, os.PathLike):
-        return os.fspath(v)
-    return str(v)
+        return jsonable(os.fspath(v), _depth + 1)
+    return _text(str(v))
 
 
 def packages() -> dict[str, str]:
@@ -420,13 +457,12 @@ class Run:
 
     def _report(self, what: str, e: Exception) -> None:
         self.errors.append(e)
-        warnings.warn(
+        msg = (
             f"ailedger: run {self.name!r}: {what} failed and was not recorded:"
             f" {type(e).__name__}: {e} (training continues; pass strict=True to make this"
-            " an error)",
-            TrackingWarning,
-            stacklevel=_caller_level(),
+            " an error)"
         )
+        _warn(msg, _caller_level())
 
     @property
     def workspace(self) -> Workspace | None:
@@ -513,7 +549,7 @@ class Run:
 
         ext: dict[str, Any] = {"name": self.name, "params": jsonable(self.params)}
         if self._command is not None:
-            ext["command"] = list(self._command)
+            ext["command"] = jsonable(list(self._command))
         outcome: dict[str, Any] = {"status": "failed" if error is not None else "succeeded"}
         if error is not None:
             outcome["error"] = jsonable(dict(error))
@@ -521,15 +557,15 @@ class Run:
             outcome["exitCode"] = self._exit_code
         metrics_ann: dict[str, Any] = {"metrics": jsonable(self._metrics)}
         if self._steps:
-            metrics_ann["steps"] = dict(self._steps)
-        metrics_ann["logged"] = dict(self._counts)
+            metrics_ann["steps"] = jsonable(self._steps)
+        metrics_ann["logged"] = jsonable(self._counts)
         builder = self._ws.name if self._ws is not None else "unknown"
         predicate = {
             "buildDefinition": {
                 "buildType": self._build_type,
                 "externalParameters": ext,
-                "internalParameters": self._env,
-                "resolvedDependencies": self._deps,
+                "internalParameters": jsonable(self._env),
+                "resolvedDependencies": jsonable(self._deps),
             },
             "runDetails": {
                 "builder": {"id": f"https://ailedger.dev/builder/{builder}"},
@@ -544,7 +580,7 @@ class Run:
                 ],
             },
         }
-        subjects = list(self._outputs)
+        subjects = jsonable(self._outputs)
         if not subjects:
             subjects = [
                 {
