@@ -357,7 +357,13 @@ def test_cli_export_then_verify_in_a_fresh_folder(copy: Built, tmp_path: Path) -
     fresh.mkdir()
     (fresh / "model.bin").write_bytes(copy.model.read_bytes())
     (fresh / "b.json").write_bytes((copy.root / "b.json").read_bytes())
-    p = cli(fresh, "verify", "model.bin", "--bundle", "b.json", "--offline")
+    # nothing binds the bundle's key: one clear line, before any check (a forged bundle,
+    # made in an attacker's own workspace, is just as self-consistent)
+    p = cli(fresh, "verify", "model.bin", "--bundle", "b.json", "--offline", ok=False)
+    assert p.stdout == ""
+    assert "--verifier-key (obtained out of band" in p.stderr
+    assert "--trust-bundle-key" in p.stderr
+    p = cli(fresh, "verify", "model.bin", "--bundle", "b.json", "--offline", "--trust-bundle-key")
     assert "✔ [" in p.stdout and "✘" not in p.stdout
     assert "key taken from the bundle: check it out of band" in p.stdout
     assert p.stdout.rstrip().endswith("passed")
@@ -381,7 +387,17 @@ def test_cli_export_then_verify_in_a_fresh_folder(copy: Built, tmp_path: Path) -
     m = bytearray((fresh / "model.bin").read_bytes())
     m[-1] ^= 1
     (fresh / "model.bin").write_bytes(bytes(m))
-    p = cli(fresh, "verify", "model.bin", "--bundle", "b.json", "--offline", ok=False)
+    p = cli(
+        fresh,
+        "verify",
+        "model.bin",
+        "--bundle",
+        "b.json",
+        "--offline",
+        "--verifier-key",
+        vk,
+        ok=False,
+    )
     assert "✘ artifact" in p.stdout and "NOT verified" in p.stderr
     # a truncated bundle: one clear line
     raw = (fresh / "b.json").read_bytes()
@@ -407,3 +423,26 @@ def test_cli_workspace_verify_and_bad_input(copy: Built, tmp_path: Path) -> None
     assert "--format must be one of" in p.stderr
     p = cli(tmp_path, "verify", "model.bin", home=tmp_path / "nows", ok=False)
     assert "no ailedger workspace" in p.stderr
+
+
+def test_bundle_signer_name_is_only_a_claim(bundle: dict[str, Any], built: Built, vk: str) -> None:
+    """A bundle's signer names are unsigned: shown only labelled as the bundle's claim."""
+    b = copymod.deepcopy(bundle)
+    (kid,) = b["signers"]
+    fake = "EU Notified Body (IdentityRegistry)"
+    b["signers"][kid]["name"] = fake
+    rep = verify_artifact(b, offline=True, verifier_key=vk)
+    assert rep.ok, rep.summary()
+    origin = vk.split("+")[0]
+    sigs = [c.detail for c in rep.checks if c.check == "signature"]
+    assert sigs and all(
+        d == f'DSSE signed by {origin} (log key), "{fake}" (claimed by the bundle)' for d in sigs
+    )
+    assert rep.graph is not None
+    assert {n.signer for n in rep.graph} == {
+        f'{origin} (log key), "{fake}" (claimed by the bundle)'
+    }
+    # no name in the bundle: the verified log key's name alone
+    del b["signers"][kid]["name"]
+    rep = verify_artifact(b, offline=True, verifier_key=vk)
+    assert {c.detail for c in rep.checks if c.check == "signature"} == {f"DSSE signed by {origin}"}

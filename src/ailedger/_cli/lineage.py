@@ -2,8 +2,8 @@
 
 - ``ailedger lineage ARTIFACT``: the graph as a tree (model ← run ← datasets; evaluations,
   predictions; who signed, when anchored);
-- ``ailedger verify ARTIFACT [--bundle FILE] [--offline]``: a ✔/✘ checklist, exit 0 only
-  if every check passed;
+- ``ailedger verify ARTIFACT [--bundle FILE --verifier-key KEY|--trust-bundle-key]
+  [--offline]``: a ✔/✘ checklist, exit 0 only if every check passed;
 - ``ailedger export ARTIFACT -o FILE [--format bundle|prov-json|intoto]``.
 """
 
@@ -78,6 +78,14 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--verifier-key", help="The log's verifier key, known out of band."),
         ] = None,
+        trust_bundle_key: Annotated[
+            bool,
+            typer.Option(
+                "--trust-bundle-key",
+                help="With --bundle: accept the log key the bundle carries (a warning is"
+                " printed; anyone can make a bundle with their own key).",
+            ),
+        ] = False,
         home: Home = None,
     ) -> None:
         """Verify every signature, proof, checkpoint, anchor and blob in ARTIFACT's lineage."""
@@ -90,6 +98,15 @@ def register(app: typer.Typer) -> None:
             raise InputError("--contracts needs --chain (where those contracts live)")
         if bundle is not None:
             b = read_bundle(bundle)
+            if verifier_key is None and contracts is None and not trust_bundle_key:
+                # Fail closed before checking anything: a bundle signed by its own
+                # (attacker's) key is self-consistent, so nothing inside it can vouch for it.
+                raise InputError(
+                    "--bundle: nothing binds the log key the bundle carries: pass the"
+                    " log's verifier key with --verifier-key (obtained out of band from the"
+                    " publisher), bind it with --chain and --contracts, or accept it with"
+                    " --trust-bundle-key"
+                )
             rep = verify_artifact(
                 b,
                 artifact,
@@ -97,7 +114,7 @@ def register(app: typer.Typer) -> None:
                 chain=chain,
                 contracts=contracts,
                 verifier_key=verifier_key,
-                trust_bundle_key=True,
+                trust_bundle_key=trust_bundle_key,
             )
         else:
             if artifact is None:

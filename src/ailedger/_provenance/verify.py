@@ -687,7 +687,7 @@ def _verify_bundle(
             continue
         if key == v.public:
             keys[kid] = key
-            names[kid] = b.signer_names.get(kid) or v.name
+            names[kid] = _log_signer_name(v, b.signer_names.get(kid))
         elif ids is not None:
             try:
                 nm = _name_on_chain(ids, key)
@@ -700,7 +700,8 @@ def _verify_bundle(
     if not key_bound:
         msg = (
             "key taken from the bundle: check it out of band"
-            f" ({v}) — or pass --verifier-key, or verify online with --chain and --contracts"
+            f" ({v}) — pass the log's verifier key with --verifier-key, bind it with --chain"
+            " and --contracts, or accept it with --trust-bundle-key"
         )
         if trust_bundle_key:
             report.warnings.append(msg)
@@ -735,6 +736,18 @@ def _verify_bundle(
         if backend is not None:
             backend.close()
     return report
+
+
+def _log_signer_name(v: Verifier, claimed: str | None) -> str:
+    """The log key's name (its origin, checked against the key), plus any bundle-given name.
+
+    A bundle's ``signers[kid].name`` is not signed by anything, so it is shown only
+    labelled as a claim: a bundle can call itself "EU Notified Body (IdentityRegistry)".
+    """
+    if not claimed or claimed == v.name:
+        return v.name
+    shown = json.dumps(claimed[:80], ensure_ascii=True)  # quoted, one line, bounded
+    return f"{v.name} (log key), {shown} (claimed by the bundle)"
 
 
 def _bound_on_chain(ck: _Checker, reg: CheckpointRegistryClient, v: Verifier) -> bool:
