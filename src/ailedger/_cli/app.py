@@ -498,9 +498,9 @@ def _need(ws: Workspace | None) -> Workspace:
 
 
 def _register_provenance() -> None:
-    from . import data, lineage, runs
+    from . import data, lineage, node, runs
 
-    for mod in (data, runs, lineage):
+    for mod in (data, runs, lineage, node):
         mod.register(app)
 
 

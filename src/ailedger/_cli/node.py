@@ -1,0 +1,9 @@
+"""CLI commands for the HTTP node (`serve`) and fetching shared data. Registered by `register`."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
