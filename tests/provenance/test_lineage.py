@@ -512,3 +512,34 @@ def test_dataset_named_like_a_local_folder(
         assert export_bundle(ws, "iris")["artifact"]["digest"]["sha256"] == built.manifest_digest
         with pytest.raises(ailedger.InputError, match="is a directory and no dataset has that"):
             lineage(ws, "other")
+
+
+def test_local_dataset_errors_fail_the_check(tmp_path: Path) -> None:
+    """Only a missing source path skips the dataset-files check; any error fails it."""
+    datasets = pytest.importorskip("ailedger._provenance.datasets")
+    data = tmp_path / "recs"
+    data.mkdir()
+    (data / "rows.csv").write_text("a,b\n1,2\n3,4\n")
+    with ailedger.Workspace.init(tmp_path / "ws", name="bob") as ws:
+        datasets.add_dataset(ws, data, name="recs", records=True)
+        rep = verify_artifact(ws, "recs", offline=True)
+        assert rep.ok, rep.summary()
+        assert any(c.check == "dataset files" and c.ok for c in rep.checks)
+        # a file the records mode cannot parse: a failed check carrying the reason
+        (data / "notes.bin").write_bytes(b"\x00\x01 not records")
+        rep = verify_artifact(ws, "recs", offline=True)
+        assert [c.check for c in rep.failures] == ["dataset files"], rep.summary()
+        assert "cannot be re-fingerprinted" in rep.failures[0].detail
+        assert "notes.bin" in rep.failures[0].detail
+        (data / "notes.bin").unlink()
+        # a symlink loop inside the folder
+        (data / "loop").symlink_to(data / "loop")
+        rep = verify_artifact(ws, "recs", offline=True)
+        assert [c.check for c in rep.failures] == ["dataset files"], rep.summary()
+        (data / "loop").unlink()
+        # the folder gone from this machine: skipped, with a warning saying so
+        shutil.move(data, tmp_path / "elsewhere")
+        rep = verify_artifact(ws, "recs", offline=True)
+        assert rep.ok, rep.summary()
+        assert not any(c.check == "dataset files" for c in rep.checks)
+        assert any("is not present on this machine" in w for w in rep.warnings)

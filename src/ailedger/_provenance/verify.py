@@ -392,6 +392,10 @@ def _ok_blob(blob: Callable[[str], bytes | None], d: str) -> bytes | None:
     return r if isinstance(r, bytes) else None
 
 
+def _msg(e: BaseException) -> str:
+    return str(e) if isinstance(e, Error) else f"{type(e).__name__}: {e}"
+
+
 def _why(data: bytes | Exception | None) -> str:
     if data is None:
         return "missing"
@@ -543,7 +547,13 @@ def _raise(msg: str) -> Any:
 
 
 def _local_dataset(ck: _Checker, ws: Workspace, n: StatementNode) -> None:
-    """Re-fingerprint a dataset's files when the datasets module knows where they are."""
+    """Re-fingerprint a dataset's files when the datasets module knows where they are.
+
+    Only two things may skip the check, each with a warning: no source path recorded, or
+    that path not present on this machine. Anything else that goes wrong (an unreadable
+    file, a file the registered mode cannot parse, a symlink loop) is a failed check:
+    data that cannot be re-fingerprinted is not data that was verified.
+    """
     if n.predicate_type != t.DATASET:
         return
     name = ck.r.graph.effective_predicates.get(n.index, {}).get("name") if ck.r.graph else None
@@ -559,18 +569,44 @@ def _local_dataset(ck: _Checker, ws: Workspace, n: StatementNode) -> None:
         return
     try:
         rec = find(ws, name)
-        path = None
-        for attr in ("path", "source", "source_path", "root"):
-            v = rec.get(attr) if isinstance(rec, dict) else getattr(rec, attr, None)
-            if isinstance(v, (str, os.PathLike)):
-                path = Path(v)
-                break
-        if path is None or not path.exists():
-            return
-        if getattr(rec, "manifest_digest", None) not in {r.digest for r in n.subjects}:
-            return  # the registry's latest version is not the one this statement is about
+    except Exception as e:
+        ck.add("dataset files", False, f"cannot read the dataset registry: {_msg(e)}", n)
+        return
+    if rec is None:
+        ck.r.warnings.append(
+            f"statement {n.index}: dataset {name!r} is not in this workspace's dataset"
+            " registry: its local files were not checked"
+        )
+        return
+    if getattr(rec, "manifest_digest", None) not in {r.digest for r in n.subjects}:
+        ck.r.warnings.append(
+            f"statement {n.index}: dataset {name!r} was registered again since: the local"
+            " files are checked against the latest version only"
+        )
+        return
+    raw = None
+    for attr in ("path", "source", "source_path", "root"):
+        v = rec.get(attr) if isinstance(rec, dict) else getattr(rec, attr, None)
+        if isinstance(v, (str, os.PathLike)):
+            raw = v
+            break
+    if raw is None:
+        ck.r.warnings.append(
+            f"statement {n.index}: dataset {name!r} has no source path recorded:"
+            " its local files were not checked"
+        )
+        return
+    path = Path(raw)
+    if not os.path.lexists(path):
+        ck.r.warnings.append(
+            f"statement {n.index}: dataset {name!r}: {path} is not present on this machine:"
+            " its local files were not checked"
+        )
+        return
+    try:
         diff = verify_ds(ws, name, path)
-    except Exception:
+    except Exception as e:
+        ck.add("dataset files", False, f"{path} cannot be re-fingerprinted: {_msg(e)}", n)
         return
     if getattr(diff, "ok", False):
         ck.add("dataset files", True, f"{path} matches the registered fingerprint", n)
