@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ailedger
+from ailedger._provenance import bundle as bundle_mod
 from ailedger._provenance import types as t
 from ailedger._provenance.bundle import (
     FORMAT,
@@ -79,14 +80,91 @@ def test_bundle_fields(bundle: dict[str, Any], built: Built, vk: str) -> None:
     assert load_bundle(dumps(b)).doc == json.loads(dumps(b))
 
 
-def test_blob_budget_omits_and_says_so(built: Built, vk: str) -> None:
+def test_blob_budget_omits_and_says_so(
+    built: Built, vk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bundle_mod, "MAX_BLOB", 10)  # instead of making 16 MiB blobs
     with ailedger.Workspace.open(built.ws_path) as ws:
-        b = export_bundle(ws, built.model, max_blob=10)
+        b = export_bundle(ws, built.model)
     assert b["blobs"] == {}
     assert {o["role"] for o in b["omitted_blobs"]} == {"dataset-manifest", "prediction-leaves"}
     rep = verify_artifact(b, built.model, offline=True, verifier_key=vk)
     assert rep.ok, rep.summary()
     assert sum("left out of the bundle" in w for w in rep.warnings) == 2
+
+
+def test_omitting_a_small_blob_fails(bundle: dict[str, Any], built: Built, vk: str) -> None:
+    """`omitted_blobs` is the bundle's word: a blob the signed predicate says is small
+    may not be left out (deleting the manifest to hide an edit fails the data check)."""
+    b = copymod.deepcopy(bundle)
+    del b["blobs"][built.manifest_digest]
+    b["omitted_blobs"] = [
+        {
+            "digest": {"sha256": built.manifest_digest},
+            "role": "dataset-manifest",
+            "size": 99_999_999,
+            "reason": "too large",
+        }
+    ]
+    rep = verify_artifact(b, offline=True, verifier_key=vk)
+    assert _failed(rep) == [(built.idx["dataset"], "data")]
+    assert "not over the" in rep.failures[0].detail
+    assert "left out of the bundle" in rep.failures[0].detail
+
+
+def test_omitted_external_predicate_fails(copy: Built, vk: str) -> None:
+    """An external predicate left out would drop the statement's dependencies: never accepted."""
+    from ailedger._provenance.lineage import EXTERNAL_PREDICATE
+
+    with ailedger.Workspace.open(copy.ws_path) as ws:
+        body = tl.canon(
+            {
+                "model": {"name": "model.bin", "digest": t.digest(copy.model_digest)},
+                "dataset": {"name": "dataset:iris", "digest": t.digest(copy.manifest_digest)},
+                "metrics": {"accuracy": 0.5},
+                "evaluatedAt": tl.T1,
+            }
+        )
+        d = ws.blobs.put(body)
+        i = ws.record(
+            ailedger.statement(
+                [{"name": "model.bin", "digest": t.digest(copy.model_digest)}],
+                EXTERNAL_PREDICATE,
+                {"externalPredicate": {"predicateType": t.EVALUATION, "digest": t.digest(d)}},
+            )
+        )
+        b = export_bundle(ws, copy.model)
+        key = ws.verifier_key
+    assert b["blobs"][d]["role"] == "external-predicate"
+    assert verify_artifact(b, offline=True, verifier_key=key).ok
+    del b["blobs"][d]
+    b["omitted_blobs"] = [
+        {
+            "digest": {"sha256": d},
+            "role": "external-predicate",
+            "size": 1 << 30,
+            "reason": "too large",
+        }
+    ]
+    rep = verify_artifact(b, offline=True, verifier_key=key)
+    assert _failed(rep) == [(i, "data")]
+    assert "external predicate" in rep.failures[0].detail
+
+
+def test_records_mode_dataset_in_a_bundle_is_not_checked(tmp_path: Path) -> None:
+    """A records-mode root needs the records: from a bundle it is a warning, never a pass."""
+    datasets = pytest.importorskip("ailedger._provenance.datasets")
+    data = tmp_path / "recs"
+    data.mkdir()
+    (data / "rows.csv").write_text("a,b\n1,2\n3,4\n")
+    with ailedger.Workspace.init(tmp_path / "ws", name="bob") as ws:
+        rec = datasets.add_dataset(ws, data, name="recs", records=True)
+        b = export_bundle(ws, "recs")
+        key = ws.verifier_key
+    rep = verify_artifact(b, offline=True, verifier_key=key)
+    assert rep.ok, rep.summary()
+    assert not any(c.check == "data" and c.index == rec.index for c in rep.checks)
+    assert any("records-mode fingerprint root" in w and "not checked" in w for w in rep.warnings)
 
 
 # -- verifying a bundle ------------------------------------------------------------

@@ -42,8 +42,11 @@ if TYPE_CHECKING:
 
 FORMAT = "ailedger-bundle/v1"
 FORMATS = ("bundle", "prov-json", "intoto")
-MAX_BLOB = 16 * 1024 * 1024  # one blob larger than this is left out (and listed as omitted)
-MAX_BLOBS_TOTAL = 64 * 1024 * 1024  # the bundle stays loadable in memory
+# One blob larger than this is left out (and listed as omitted). A verifier accepts an
+# omission only when the *signed* predicate says the blob is larger than this, so every
+# smaller blob is always included (there is no total budget: leaving out a small blob
+# would make the bundle fail verification).
+MAX_BLOB = 16 * 1024 * 1024
 
 
 # -- writing -----------------------------------------------------------------------
@@ -80,8 +83,7 @@ def export_bundle(
     ws: Workspace,
     artifact: str | os.PathLike[str],
     *,
-    max_blob: int = MAX_BLOB,
-    max_total: int = MAX_BLOBS_TOTAL,
+    max_blob: int | None = None,
 ) -> dict[str, Any]:
     """The self-contained verification bundle of ``artifact`` (format ``ailedger-bundle/v1``).
 
@@ -89,6 +91,8 @@ def export_bundle(
     bundle should verify online.
 
     @param artifact a file path, ``sha256:<hex>`` or a dataset name
+    @param max_blob leave out blobs larger than this (default :data:`MAX_BLOB`; verifiers
+           accept only omissions over :data:`MAX_BLOB`)
     @return a JSON-ready dict; write it with :func:`dumps`
     @raises NotFoundError when the artifact has no history
     """
@@ -114,19 +118,18 @@ def export_bundle(
         )
     blobs: dict[str, Any] = {}
     omitted: list[dict[str, Any]] = []
-    total = 0
+    limit = MAX_BLOB if max_blob is None else max_blob
     for d, role in _blobs_needed(g):
         try:
             data = ws.blobs.get(d)
         except Error as e:
             omitted.append({"digest": {"sha256": d}, "role": role, "reason": str(e)})
             continue
-        if len(data) > max_blob or total + len(data) > max_total:
+        if len(data) > limit:
             omitted.append(
                 {"digest": {"sha256": d}, "role": role, "size": len(data), "reason": "too large"}
             )
             continue
-        total += len(data)
         blobs[d] = {"role": role, "size": len(data), "base64": b64(data)}
     chain: dict[str, Any] | None = None
     cfg = ws.chain_config

@@ -170,6 +170,8 @@ class _Checker:
         self.anchor_skip: str | None = None
         self._anchors: dict[tuple[int, bytes], AnchorCheck | Exception] = {}
         self._notes: dict[str, Checkpoint] = {}
+        # From a bundle there is no data to rebuild a records-mode root from.
+        self.bundle = False
 
     def add(self, check: str, ok: bool, detail: str, n: StatementNode | None = None) -> None:
         self.r.checks.append(
@@ -270,10 +272,11 @@ class _Checker:
             data = _get(blob, d)
             if isinstance(data, bytes) and hashlib.sha256(data).hexdigest() == d:
                 self.add("data", True, f"external predicate blob sha256:{d[:16]}… matches", n)
-            elif d in omitted:
-                self.r.warnings.append(f"statement {n.index}: external predicate not in the bundle")
             else:
-                self.add("data", False, f"external predicate blob sha256:{d}: {_why(data)}", n)
+                # Never accepted as omitted: without it the statement's dependencies
+                # would silently vanish from the graph.
+                why = "left out of the bundle" if d in omitted and data is None else _why(data)
+                self.add("data", False, f"external predicate blob sha256:{d}: {why}", n)
                 return
         _, pred, _ = effective(n.statement, lambda d: _ok_blob(blob, d))
         if n.predicate_type == t.DATASET:
@@ -294,16 +297,32 @@ class _Checker:
             self.add("data", False, f"predicate names no {what} digest", n)
             return None
         data = _get(blob, d)
+        size = obj.get("size") if isinstance(obj, dict) else None
         if isinstance(data, bytes) and hashlib.sha256(data).hexdigest() == d:
-            size = obj.get("size") if isinstance(obj, dict) else None
             if isinstance(size, int) and size != len(data):
                 self.add("data", False, f"{what} is {len(data)} bytes, predicate says {size}", n)
                 return None
             return data
         if data is None and d in omitted:
-            self.r.warnings.append(
-                f"statement {n.index}: {what} sha256:{d[:16]}… was left out of the bundle"
-                " (too large): not checked"
+            # The omitted list is the bundle's word; the size is the signed predicate's.
+            # Only a blob the predicate says is over the export limit may be left out.
+            from . import bundle as bdl
+
+            limit = bdl.MAX_BLOB
+            if isinstance(size, int) and not isinstance(size, bool) and size > limit:
+                self.r.warnings.append(
+                    f"statement {n.index}: {what} sha256:{d[:16]}… ({size} bytes, over the"
+                    f" {limit}-byte bundle limit) was left out of the bundle: not checked"
+                )
+                return None
+            self.add(
+                "data",
+                False,
+                f"{what} sha256:{d} was left out of the bundle, but the signed predicate says"
+                f" it is {size if isinstance(size, int) else 'of unknown size'}"
+                f"{' bytes' if isinstance(size, int) else ''}, not over the {limit}-byte"
+                " limit (bundle edited?)",
+                n,
             )
             return None
         self.add("data", False, f"{what} sha256:{d}: {_why(data)}", n)
@@ -325,6 +344,15 @@ class _Checker:
             man = json.loads(data)
             files = man["files"]
             mode = man.get("mode", fp.get("mode", "files"))
+            if mode != "files" and self.bundle:
+                # The root is over the records themselves, which a bundle never carries:
+                # say so rather than count the manifest digest as the dataset verified.
+                self.r.warnings.append(
+                    f"statement {n.index}: dataset manifest matches its digest, but the"
+                    f" {mode}-mode fingerprint root can only be rebuilt from the data itself:"
+                    " not checked"
+                )
+                return
             if mode != "files":
                 self.add(
                     "data",
@@ -645,6 +673,7 @@ def _verify_bundle(
 
     report = VerifyReport(b.digest, b.name)
     ck = _Checker(report, None)
+    ck.bundle = True
     # The artifact the user holds must be the one the bundle is about.
     if artifact is not None:
         text = os.fspath(artifact)
