@@ -30,7 +30,7 @@ from ailedger._statements import dsse
 
 from ..conftest import PYTHON
 from . import test_lineage as tl
-from .test_lineage import Built, build
+from .test_lineage import Built, build, sha
 
 # the fixtures of test_lineage, shared (module-scoped: built once for this module too)
 built = tl.built
@@ -524,3 +524,37 @@ def test_bundle_signer_name_is_only_a_claim(bundle: dict[str, Any], built: Built
     del b["signers"][kid]["name"]
     rep = verify_artifact(b, offline=True, verifier_key=vk)
     assert {c.detail for c in rep.checks if c.check == "signature"} == {f"DSSE signed by {origin}"}
+
+
+def test_dropped_dataset_statement_fails(bundle: dict[str, Any], built: Built, vk: str) -> None:
+    """Removing a statement from the bundle cannot go unnoticed: every input without a
+    producer is reported; a dataset without its registration fails."""
+    rep = verify_artifact(bundle, offline=True, verifier_key=vk)
+    assert rep.ok
+    code = sha(b"code")
+    assert [(r.kind, r.name, r.digest) for r in rep.unrecorded] == [
+        (t.KIND_CODE, "git+https://example.com/repo@abc", code)
+    ]
+    assert any(
+        f"code git+https://example.com/repo@abc sha256:{code}: no recorded history" in w
+        for w in rep.warnings
+    )
+    b = copymod.deepcopy(bundle)
+    b["statements"] = [s for s in b["statements"] if s["index"] != built.idx["dataset"]]
+    rep = verify_artifact(b, offline=True, verifier_key=vk)
+    assert _failed(rep) == [(built.idx["run"], "lineage")]
+    assert rep.failures[0].detail == (
+        f"dataset dataset:iris sha256:{built.manifest_digest} has no registration in the bundle"
+    )
+    assert {(r.kind, r.digest) for r in rep.unrecorded} == {
+        (t.KIND_CODE, code),
+        (t.KIND_DATASET, built.manifest_digest),
+    }
+    # a dropped model statement: reported as a warning with the name, kind and digest
+    b = copymod.deepcopy(bundle)
+    b["statements"] = [s for s in b["statements"] if s["index"] != built.idx["base"]]
+    rep = verify_artifact(b, offline=True, verifier_key=vk)
+    assert rep.ok, rep.summary()
+    assert any(
+        f"model base.bin sha256:{built.base_digest}: no recorded history" in w for w in rep.warnings
+    )

@@ -543,3 +543,29 @@ def test_local_dataset_errors_fail_the_check(tmp_path: Path) -> None:
         assert rep.ok, rep.summary()
         assert not any(c.check == "dataset files" for c in rep.checks)
         assert any("is not present on this machine" in w for w in rep.warnings)
+
+
+def test_unregistered_dataset_dependency_fails(copy: Built) -> None:
+    """A run that names a dataset the log never registered fails `lineage`; a file is a warning."""
+    m = copy.root / "m2.bin"
+    m.write_bytes(b"other weights")
+    ghost = sha(b"ghost manifest")
+    with ailedger.Workspace.open(copy.ws_path) as ws:
+        i = ws.record(
+            training_statement(
+                ws.name,
+                ("m2.bin", sha(m.read_bytes())),
+                [("dataset:ghost", ghost, t.KIND_DATASET), ("notes.txt", sha(b"n"), t.KIND_FILE)],
+                "r7",
+            )
+        )
+        rep = verify_artifact(ws, m, offline=True)
+    assert _failed(rep) == [(i, "lineage")]
+    assert rep.failures[0].detail == (
+        f"dataset dataset:ghost sha256:{ghost} has no registration in the log"
+    )
+    assert [(r.kind, r.name) for r in rep.unrecorded] == [
+        (t.KIND_DATASET, "dataset:ghost"),
+        (t.KIND_FILE, "notes.txt"),
+    ]
+    assert any("file notes.txt sha256:" in w and "no recorded history" in w for w in rep.warnings)

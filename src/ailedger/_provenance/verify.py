@@ -38,6 +38,7 @@ from .bundle import Bundle, bundle_verifier, load_bundle
 from .lineage import (
     _HEX64,
     LineageGraph,
+    Ref,
     StatementNode,
     WorkspaceSource,
     annotate,
@@ -82,6 +83,9 @@ class VerifyReport:
     checks: list[Check] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     graph: LineageGraph | None = None
+    # Inputs the graph names but no statement in it produced (name, kind, digest): a
+    # dataset here is a failed check, anything else a warning ("no recorded history").
+    unrecorded: list[Ref] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -510,6 +514,7 @@ def _verify_workspace(
         src.close()
     annotate(ws, g)
     report.graph = g
+    _unrecorded(ck, g, "log")
     if art.path is not None:
         made = any(art.digest in {r.digest for r in g.nodes[i].subjects} for i in g.producers)
         ck.add(
@@ -557,6 +562,32 @@ def _verify_workspace(
         if backend is not None:
             backend.close()
     return report
+
+
+def _unrecorded(ck: _Checker, g: LineageGraph, where: str) -> None:
+    """Report every input without a producer in the graph, so dropping a statement (from
+    a bundle, or never recording it) is visible: a dataset must have its registration."""
+    seen: set[str] = set()
+    for n in g:
+        for dep in n.dependencies:
+            ref = dep.ref
+            producers = dep.producers or (g.producers if ref.digest == g.digest else [])
+            if ref.kind == t.KIND_DATASET:
+                if any(g.nodes[j].predicate_type == t.DATASET for j in producers):
+                    continue
+            elif producers:
+                continue
+            if ref.digest in seen:
+                continue
+            seen.add(ref.digest)
+            ck.r.unrecorded.append(ref)
+            label = f"{ref.name + ' ' if ref.name else ''}sha256:{ref.digest}"
+            if ref.kind == t.KIND_DATASET:
+                ck.add("lineage", False, f"dataset {label} has no registration in the {where}", n)
+            else:
+                ck.r.warnings.append(
+                    f"statement {n.index}: {ref.kind or 'input'} {label}: no recorded history"
+                )
 
 
 def _receipt(ws: Workspace, index: int, size: int | None, notes: dict[int | None, str]) -> str:
@@ -778,6 +809,7 @@ def _verify_bundle(
     try:
         g = build_graph(src, b.digest, b.name)
         report.graph = g
+        _unrecorded(ck, g, "bundle")
     except NotFoundError as e:
         g = None
         ck.add("lineage", False, f"the bundle has no statement about its artifact: {e}")
