@@ -400,7 +400,12 @@ def test_cli_run_success(home: Path, tmp_path: Path) -> None:
             "name": "in.txt",
             "digest": {"sha256": sha(b"input data")},
             "annotations": {"kind": "file"},
-        }
+        },
+        {  # the interpreter is an argument that is a file: code
+            "name": Path(PYTHON).resolve().as_posix(),
+            "digest": {"sha256": sha(Path(PYTHON).read_bytes())},
+            "annotations": {"kind": "code"},
+        },
     ]
     assert byproduct(st, "outcome") == {"status": "succeeded", "exitCode": 0}
 
@@ -532,3 +537,132 @@ def test_warning_as_error_never_escapes(tmp_path: Path, capsys: pytest.CaptureFi
     assert len(run.errors) == 1 and isinstance(run.errors[0], ailedger.WorkspaceError)
     err = capsys.readouterr().err
     assert "ailedger: run 'strictwarn': opening the workspace failed" in err
+
+
+# -- review fixes: registered dataset sources, code of commands, stale outputs -----------
+
+
+def test_registered_source_path_is_the_dataset(
+    shared_ws: ailedger.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ailedger._provenance.datasets import add_dataset, list_datasets
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    csv = tmp_path / "data" / "train.csv"
+    csv.write_bytes(b"x,y\n1,2\n3,4\n")
+    rec = add_dataset(shared_ws, csv, name="src-train", records=True)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"a")
+    frec = add_dataset(shared_ws, folder, name="src-imgs")
+    n = len(list_datasets(shared_ws))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a matching source warns about nothing
+        with track("src", workspace=shared_ws) as run:
+            d1 = run.use("data/train.csv")
+            d2 = run.use(folder)
+    assert d1 is not None and d2 is not None
+    assert d1["name"] == "dataset:src-train" and d1["digest"] == {"sha256": rec.manifest_digest}
+    assert d1["annotations"]["index"] == rec.index
+    assert d2["name"] == "dataset:src-imgs" and d2["digest"] == {"sha256": frec.manifest_digest}
+    assert len(list_datasets(shared_ws)) == n  # nothing new registered ("imgs" not added)
+
+    csv.write_bytes(b"x,y\n1,2\n3,5\n")  # changed since registration
+    with (
+        pytest.warns(TrackingWarning, match="registered source of dataset 'src-train'"),
+        track("src2", workspace=shared_ws) as run2,
+    ):
+        d3 = run2.use(csv)
+    assert d3 == {
+        "name": "train.csv",
+        "digest": {"sha256": sha(b"x,y\n1,2\n3,5\n")},
+        "annotations": {"kind": "file"},
+    }
+    assert run2.errors == [] and run2.index is not None
+
+
+def test_cli_input_registered_source_and_script_code(
+    home: Path, shared_ws: ailedger.Workspace, tmp_path: Path
+) -> None:
+    from ailedger._provenance.datasets import add_dataset
+
+    (tmp_path / "data").mkdir()
+    csv = tmp_path / "data" / "train.csv"
+    csv.write_bytes(b"a,b\n1,2\n")
+    rec = add_dataset(shared_ws, csv, name="cli-src-train")
+    train = tmp_path / "train.py"
+    train.write_bytes(b"open('model.pkl', 'wb').write(b'model')\n")
+    (tmp_path / "cfg.yaml").write_bytes(b"lr: 1\n")
+    args = ["run", "--input", "data/train.csv", "--output", "model.pkl", "--"]
+    p = cli(home, *args, PYTHON, "train.py", "--config", "cfg.yaml", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    deps = entry_statement(home, recorded_index(p))["predicate"]["buildDefinition"][
+        "resolvedDependencies"
+    ]
+    assert deps[0] == {
+        "name": "dataset:cli-src-train",
+        "digest": {"sha256": rec.manifest_digest},
+        "annotations": {
+            "kind": "dataset",
+            "index": rec.index,
+            "root": rec.root,
+            "leaves": rec.leaves,
+            "mode": "files",
+        },
+    }
+    code = {d["name"]: d for d in deps if d["annotations"]["kind"] == "code"}
+    assert code["train.py"]["digest"] == {"sha256": sha(train.read_bytes())}
+    assert code["cfg.yaml"]["digest"] == {"sha256": sha(b"lr: 1\n")}
+    assert "model.pkl" not in code  # an output is not code
+
+    csv.write_bytes(b"a,b\n1,3\n")
+    p = cli(home, "run", "--input", "data/train.csv", "--", PYTHON, "-c", "pass", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    err = p.stderr.decode()
+    assert "ailedger: warning: data/train.csv is the registered source of dataset" in err
+    deps = entry_statement(home, recorded_index(p))["predicate"]["buildDefinition"][
+        "resolvedDependencies"
+    ]
+    assert deps[0]["name"] == "train.csv" and deps[0]["annotations"] == {"kind": "file"}
+
+
+def test_cli_preexisting_output_not_produced(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "model.pkl").write_bytes(b"old model")
+    p = cli(home, "run", "--output", "model.pkl", "--", PYTHON, "-c", "pass", cwd=tmp_path)
+    line = one_line_error(p)
+    assert p.returncode == 1
+    assert "output not produced by the command: model.pkl" in line, line
+    st = entry_statement(home, recorded_index(p))
+    out = byproduct(st, "outcome")
+    assert out["status"] == "failed" and out["error"]["type"] == "OutputNotProduced"
+    assert st["subject"][0]["name"].startswith("run:")  # the stale file is not vouched for
+    # rewriting the file (even with identical bytes) is producing it
+    rewrite = "open('model.pkl', 'wb').write(b'old model')"
+    p = cli(home, "run", "--output", "model.pkl", "--", PYTHON, "-c", rewrite, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    st = entry_statement(home, recorded_index(p))
+    assert st["subject"] == [{"name": "model.pkl", "digest": {"sha256": sha(b"old model")}}]
+
+
+def test_byproducts_are_resource_descriptors(shared_ws: ailedger.Workspace) -> None:
+    from ailedger._statements.intoto import canonical
+
+    with track("rd", workspace=shared_ws) as run:
+        run.log_metrics({"acc": 0.5}, step=3)
+    assert run.index is not None
+    bps = statement_at(shared_ws, run.index)["predicate"]["runDetails"]["byproducts"]
+    assert [b["name"] for b in bps] == ["metrics", "outcome"]
+    for b in bps:
+        # in-toto ResourceDescriptor: one of uri, digest, content MUST be set
+        assert set(b) == {"name", "digest", "content", "mediaType", "annotations"}
+        data = base64.b64decode(b["content"], validate=True)
+        assert data == canonical(b["annotations"])
+        assert json.loads(data) == b["annotations"]
+        assert b["digest"] == {"sha256": sha(data)} and b["mediaType"] == "application/json"
+    assert bps[0]["annotations"] == {
+        "metrics": {"acc": 0.5},
+        "steps": {"acc": 3},
+        "logged": {"acc": 1},
+    }
+    assert bps[1]["annotations"] == {"status": "succeeded"}

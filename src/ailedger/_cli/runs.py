@@ -76,8 +76,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run COMMAND and record it as a run: inputs hashed before, outputs after.
 
-        Exits with the command's exit code; a non-zero exit or a missing --output
-        is recorded as a failed run.
+        Exits with the command's exit code; a non-zero exit, a missing --output, or an
+        --output that existed before and that the command did not modify is recorded as
+        a failed run. Arguments that are existing files (the script) are recorded as code.
         """
         from .._provenance import types as ty
         from .._provenance.tracking import Run
@@ -96,26 +97,48 @@ def register(app: typer.Typer) -> None:
                 command=list(command),
                 script="",
                 capture_packages=False,
+                on_warning=lambda m: _err(f"warning: {m}"),
             )
             r.__enter__()
             for x in input_ or []:
                 r.use(x)
+            outs = list(output or [])
+            for arg in _code_args(command, [*(input_ or []), *map(str, outs)]):
+                r.use(arg, kind=ty.KIND_CODE)
+            before = {p: _stat_key(p) for p in outs}
             code, error = _run_child(command)
             if error is None and code != 0:
                 error = {"type": "ExitCode", "message": f"command exited with code {code}"}
-            missing = [str(p) for p in output or [] if not p.is_file()]
-            for p in output or []:
-                if p.is_file():
+            missing = [str(p) for p in outs if not p.is_file()]
+            # An --output that was already there and that the command left alone is not
+            # something this run produced: recording it would vouch for a stale file.
+            stale = [
+                str(p)
+                for p in outs
+                if p.is_file() and before[p] is not None and _stat_key(p) == before[p]
+            ]
+            for p in outs:
+                if p.is_file() and str(p) not in stale:
                     r.log_output(p)
             if missing and error is None:
                 error = {
                     "type": "MissingOutput",
                     "message": f"output not created: {', '.join(missing)}",
                 }
+            if stale and error is None:
+                error = {
+                    "type": "OutputNotProduced",
+                    "message": f"output not produced by the command: {', '.join(stale)}",
+                }
             index = r.finish(error=error, exit_code=code)
         where = f"recorded as failed run entry {index}"
         if missing and code == 0:
             raise InputError(f"the command did not create {', '.join(missing)}; {where}")
+        if stale and code == 0:
+            raise InputError(
+                f"output not produced by the command: {', '.join(stale)} existed before and"
+                f" was not modified; {where}"
+            )
         if error is not None and error.get("type") == "CommandNotFound":
             raise InputError(f"{error['message']}; {where}")
         status = "failed" if error is not None else "succeeded"
@@ -129,9 +152,7 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[
             str, typer.Option("--dataset", help="Registered dataset name (or a file).")
         ],
-        metric: Annotated[
-            list[str], typer.Option("--metric", help="A metric KEY=VALUE (repeat).")
-        ],
+        metric: Annotated[list[str], typer.Option("--metric", help="A metric KEY=VALUE (repeat).")],
         run: Annotated[
             str | None, typer.Option("--run", help="invocationId of the run that made it.")
         ] = None,
@@ -151,9 +172,7 @@ def register(app: typer.Typer) -> None:
     def prediction_proof_cmd(
         target: Annotated[
             str,
-            typer.Argument(
-                help="A batch statement's log index, or a model file / sha256:<hex>."
-            ),
+            typer.Argument(help="A batch statement's log index, or a model file / sha256:<hex>."),
         ],
         position: Annotated[
             int | None, typer.Option("--position", help="Position in the batch (with an index).")
@@ -244,6 +263,41 @@ def register(app: typer.Typer) -> None:
         _out(f"input sha256:  {res.leaf['input_sha256']}" + (" (matches)" if inp else ""))
         _out(f"output sha256: {res.leaf['output_sha256']}" + (" (matches)" if outp else ""))
         _out(f"time: {res.leaf['time']}")
+
+
+def _code_args(command: list[str], skip: list[str]) -> list[str]:
+    """The command's arguments that are existing regular files (the program, a script,
+    a config), in order, without duplicates and without the declared inputs/outputs:
+    they are the code the command ran, recorded as ``code`` dependencies."""
+    import os
+
+    seen = {os.path.realpath(s) for s in skip}
+    out: list[str] = []
+    for arg in command:
+        if not arg:
+            continue
+        try:
+            if not os.path.isfile(arg):
+                continue
+        except (OSError, ValueError):  # e.g. an embedded NUL: not a path
+            continue
+        real = os.path.realpath(arg)
+        if real not in seen:
+            seen.add(real)
+            out.append(arg)
+    return out
+
+
+def _stat_key(p: Path) -> tuple[int, int, int, int] | None:
+    """(size, mtime_ns, inode, ctime_ns) of an existing file, else None. Any write to the
+    file or replacement of it changes this key."""
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    if not p.is_file():
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def _run_child(command: list[str]) -> tuple[int, dict[str, Any] | None]:

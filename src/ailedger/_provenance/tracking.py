@@ -30,7 +30,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -46,6 +46,7 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "Run",
     "TrackingWarning",
+    "byproduct",
     "evaluation_statement",
     "file_digest",
     "git_state",
@@ -287,15 +288,22 @@ def _is_hex64(s: str) -> bool:
 
 
 def resolve_artifact(
-    ws: Workspace | None, x: str | os.PathLike[str], *, kind: str | None = None
+    ws: Workspace | None,
+    x: str | os.PathLike[str],
+    *,
+    kind: str | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """A resolved dependency / descriptor ``{name, digest, annotations{kind,...}}`` for ``x``.
 
     Resolution order: ``kind="dataset"`` or a ``str`` naming a registered dataset
-    (``find_dataset``) → the dataset (digest = its manifest's sha256); a folder →
-    registered as a dataset named after it (``add_dataset``; an identical latest
-    version is reused); a file → its sha256 (kind ``model`` if asked, else
-    ``file``); ``sha256:<hex>`` → that digest.
+    (``find_dataset``) → the dataset (digest = its manifest's sha256); a path that is the
+    registered source of a dataset (same absolute path) **and** whose data still has the
+    registered fingerprint root → that dataset; a folder → registered as a dataset named
+    after it (``add_dataset``; an identical latest version is reused); a file → its
+    sha256 (kind ``model`` / ``code`` if asked, else ``file``); ``sha256:<hex>`` → that
+    digest. A file that is a registered source whose content changed since is recorded
+    as a file, with a warning through ``on_warning`` (default: a :class:`TrackingWarning`).
 
     :raises InputError: nothing matches, or a folder / unreadable file.
     """
@@ -303,6 +311,11 @@ def resolve_artifact(
         from .datasets import find_dataset
 
         rec = find_dataset(ws, x)
+        if rec is not None:
+            return _dataset_dep(rec)
+    changed: Any = None
+    if ws is not None and kind in (None, ty.KIND_DATASET) and Path(x).exists():
+        rec, changed = _registered_source(ws, x)
         if rec is not None:
             return _dataset_dep(rec)
     if ws is not None and kind in (None, ty.KIND_DATASET) and Path(x).is_dir():
@@ -326,10 +339,83 @@ def resolve_artifact(
             f"{s}: no such file, and no dataset of that name"
             " (register data with `ailedger data add PATH --name NAME`)"
         )
-    return {
-        "name": p.name,
+    dep = {
+        "name": _display_path(p) if kind == ty.KIND_CODE else p.name,
         "digest": ty.digest(file_digest(p)),
         "annotations": {"kind": kind or ty.KIND_FILE},
+    }
+    if changed is not None:
+        msg = (
+            f"{s} is the registered source of dataset {changed.name!r} (version"
+            f" {changed.version}) but its content changed since it was registered"
+            f" (root {changed.root[:12]}…); recorded as a plain file. Register the new"
+            f" data with `ailedger data add {s} --name {changed.name}` to use it as a dataset"
+        )
+        if on_warning is not None:
+            on_warning(msg)
+        else:
+            _warn(f"ailedger: {msg}", _caller_level())
+    return dep
+
+
+def _registered_source(ws: Workspace, x: str | os.PathLike[str]) -> tuple[Any, Any]:
+    """``(dataset, None)`` when ``x`` is the registered source path of a dataset version
+    whose fingerprint root equals the data's current root (the latest such version);
+    ``(None, latest version with that source)`` when it is a registered source whose
+    content changed; ``(None, None)`` when no dataset was registered from ``x``.
+
+    Files mode re-uses the datasets stat cache, so unchanged files are not read again.
+    """
+    from .datasets import _db, list_datasets
+    from .fingerprint import StatCache, fingerprint
+
+    want = {os.path.abspath(x), os.path.realpath(x)}
+    recs = [
+        r
+        for r in list_datasets(ws)
+        if r.path is not None and {r.path, os.path.realpath(r.path)} & want
+    ]
+    if not recs:
+        return None, None
+    recs.sort(key=lambda r: r.index, reverse=True)  # the latest registration first
+    roots: dict[str, str | None] = {}
+    db = _db(ws)
+    try:
+        for r in recs:
+            if r.mode not in roots:
+                try:
+                    fp = fingerprint(
+                        Path(x), records=r.mode == "records", cache=StatCache(db), exclude=[ws.path]
+                    )
+                    roots[r.mode] = fp.root
+                except InputError:  # e.g. no longer readable as records: not that dataset
+                    roots[r.mode] = None
+            if roots[r.mode] == r.root:
+                return r, None
+    finally:
+        db.close()
+    return None, recs[0]
+
+
+def byproduct(name: str, annotations: Mapping[str, Any]) -> dict[str, Any]:
+    """A run byproduct as an in-toto ResourceDescriptor.
+
+    A ResourceDescriptor MUST have one of ``uri``, ``digest`` or ``content``, so the
+    annotations (which readers use) are also carried as ``content``: the base64 of their
+    RFC 8785 JSON, with ``mediaType: application/json`` and that JSON's sha256 as
+    ``digest``. ``annotations`` must already be :func:`jsonable`.
+    """
+    import base64
+
+    from .._statements.intoto import canonical
+
+    data = canonical(dict(annotations))
+    return {
+        "name": name,
+        "digest": ty.digest(hashlib.sha256(data).hexdigest()),
+        "content": base64.b64encode(data).decode("ascii"),
+        "mediaType": "application/json",
+        "annotations": dict(annotations),
     }
 
 
@@ -401,6 +487,8 @@ class Run:
     After exit, ``index`` is the log index of the run's statement (None if it
     could not be recorded), ``statement`` the statement, ``status``
     ``"succeeded"`` or ``"failed"``, and ``errors`` the ledger errors reported.
+    ``on_warning`` receives notices that are not errors (a registered dataset file whose
+    content changed); by default they are :class:`TrackingWarning` warnings.
     """
 
     def __init__(
@@ -414,6 +502,7 @@ class Run:
         command: list[str] | None = None,
         script: str | None = None,
         capture_packages: bool = True,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise InputError("a run needs a non-empty name")
@@ -434,6 +523,7 @@ class Run:
         self._command = command
         self._script = script
         self._capture_packages = capture_packages
+        self._on_warning = on_warning
         self._deps: list[dict[str, Any]] = []
         self._outputs: list[dict[str, Any]] = []
         self._metrics: dict[str, Any] = {}
@@ -463,6 +553,13 @@ class Run:
             " an error)"
         )
         _warn(msg, _caller_level())
+
+    def _notice(self, msg: str) -> None:
+        """A warning that is not an error (the run records what it can)."""
+        if self._on_warning is not None:
+            self._on_warning(msg)
+        else:
+            _warn(f"ailedger: run {self.name!r}: {msg}", _caller_level())
 
     @property
     def workspace(self) -> Workspace | None:
@@ -574,10 +671,7 @@ class Run:
                     "startedOn": rfc3339(self._started),
                     "finishedOn": rfc3339(finished),
                 },
-                "byproducts": [
-                    {"name": "metrics", "annotations": metrics_ann},
-                    {"name": "outcome", "annotations": outcome},
-                ],
+                "byproducts": [byproduct("metrics", metrics_ann), byproduct("outcome", outcome)],
             },
         }
         subjects = jsonable(self._outputs)
@@ -595,11 +689,14 @@ class Run:
     def use(self, x: str | os.PathLike[str], *, kind: str | None = None) -> dict[str, Any] | None:
         """Declare an input: a registered dataset name, a folder (registered as a dataset
         named after it), a file (``kind="model"`` for a base model), or ``sha256:<hex>``.
+        A file or folder that is the registered source of a dataset, with unchanged data,
+        is that dataset (see :func:`resolve_artifact`); a changed registered file is a
+        plain file plus a warning (``on_warning``, default a :class:`TrackingWarning`).
 
         Returns the resolved dependency, or None if it could not be resolved (reported).
         """
         with self._guard(f"use({os.fspath(x)!r})"):
-            dep = resolve_artifact(self._ws, x, kind=kind)
+            dep = resolve_artifact(self._ws, x, kind=kind, on_warning=self._notice)
             if dep not in self._deps:
                 self._deps.append(dep)
             return dep

@@ -64,6 +64,11 @@ def dataset_subject_name(name: str) -> str:
 #   metadata {invocationId, startedOn, finishedOn},
 #   byproducts [{name: "metrics", annotations {metrics}}, {name: "outcome",
 #   annotations {status: "succeeded"|"failed", error?}}]}
+#   Each byproduct is an in-toto ResourceDescriptor, which MUST have one of uri, digest,
+#   content: besides name and annotations (what readers use) it carries
+#   content: base64(RFC 8785 JSON of the annotations), mediaType: "application/json",
+#   digest {sha256: sha256 of that JSON}.
+#   Integers outside ±(2^53-1) in params/metrics are recorded as decimal strings.
 #   Subject: the output artifacts (models); a failed run with no outputs has the subject
 #   {name: "run:<invocationId>", digest: sha256 of the canonical externalParameters}.
 #
