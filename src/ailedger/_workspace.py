@@ -32,7 +32,13 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
     from ._anchor import AnchorResult
-    from ._chain import ChainBackend, CheckpointRegistryClient, Deployment, IdentityRegistryClient
+    from ._chain import (
+        ChainBackend,
+        CheckpointRegistryClient,
+        DataAgreementsClient,
+        Deployment,
+        IdentityRegistryClient,
+    )
     from ._provenance.predictions import PredictionLogger
 
 HOME_ENV = "AILEDGER_HOME"
@@ -364,7 +370,7 @@ class Workspace:
 
         cfg = self.chain_config
         if cfg.get("backend") == "embedded":
-            embedded = EmbeddedBackend(self._path / cfg["path"])
+            embedded = EmbeddedBackend(self._path / cfg["path"], create=not cfg.get("shared"))
             embedded.fund(self.address)  # a private dev chain: mint the gas we need
             self._backend = embedded
         backend = self.chain
@@ -415,6 +421,25 @@ class Workspace:
         ids.register(self.name, self.ed25519_public, self.x25519_public)
         return True
 
+    def agreements(self) -> DataAgreementsClient:
+        """The DataAgreements client, deploying the contract if this deployment predates it."""
+        from ._chain import DataAgreementsClient, deploy_missing
+
+        dep = self.deployment
+        if "DataAgreements" not in dep.contracts:
+            dep = deploy_missing(self.chain, self.account, dep)
+            self.chain_config["deployment"] = dep.as_dict()
+            self._save_config()
+            dep.save(self._path / "deployment.json")
+        self.registry()  # validates the deployment once per session
+        return DataAgreementsClient(self.chain, dep.contracts["DataAgreements"], self.account)
+
+    def unwrap_key(self, wrapped_doc: str, dataset_digest: str | None = None) -> bytes:
+        """Open a data key wrapped (HPKE) to this workspace's X25519 key."""
+        from ._crypto.hpke_wrap import unwrap_key
+
+        return unwrap_key(wrapped_doc, self._identity.x25519, dataset_digest=dataset_digest)
+
     def predictions(
         self, model: str | os.PathLike[str], *, batch_size: int = 10_000
     ) -> PredictionLogger:
@@ -464,9 +489,18 @@ def _move_into_place(tmp: Path, target: Path) -> None:
 def _initial_chain(chain: str | None) -> dict[str, Any]:
     if chain is None:
         return {"backend": "embedded", "path": "chain.sqlite"}
-    if not chain.startswith(("http://", "https://")):
-        raise InputError(f"--chain must be an http(s) JSON-RPC URL, got {chain!r}")
-    return {"backend": "rpc", "url": chain}
+    if chain.startswith(("http://", "https://")):
+        return {"backend": "rpc", "url": chain}
+    p = Path(chain)
+    if p.is_dir():
+        p = p / "chain.sqlite"
+    if p.is_file():
+        # Another workspace's embedded chain: several identities on one laptop chain
+        # (its file lock serialises them). Still not a third-party witness.
+        return {"backend": "embedded", "path": str(p.absolute()), "shared": True}
+    raise InputError(
+        f"--chain must be an http(s) JSON-RPC URL or an embedded chain file, got {chain!r}"
+    )
 
 
 def _default_name() -> str:

@@ -498,9 +498,9 @@ def _need(ws: Workspace | None) -> Workspace:
 
 
 def _register_provenance() -> None:
-    from . import data, lineage, node, runs
+    from . import data, lineage, node, runs, share
 
-    for mod in (data, runs, lineage, node):
+    for mod in (data, runs, lineage, share, node):
         mod.register(app)
 
 
