@@ -244,6 +244,46 @@ def test_edited_proof_fails_closed(
         check_member_proof(_edit(proved["files"], edit), verifier_key=ws.verifier_key)
 
 
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda d: d["leaf"].update(path="a.jsonl"), "is not the manifest's file 'b.jsonl'"),
+        (lambda d: d["leaf"].update(path="../../etc/passwd"), "is not the manifest's file"),
+        (lambda d: d["leaf"].update(record=5), "leaf record 5 is not its position 0"),
+        (lambda d: d["leaf"].pop("record"), "leaf record None is not its position 0"),
+        (
+            lambda d: d.update(
+                manifestContent=base64.b64encode(
+                    base64.b64decode(d["manifestContent"]).replace(b'"records":1', b'"records":2')
+                ).decode()
+            ),
+            "not the manifest the signed statement names",
+        ),
+        (lambda d: d.update(manifestContent="!!"), "manifestContent is not base64"),
+    ],
+)
+def test_records_proof_checks_path_and_record(
+    ws: ailedger.Workspace, proved: dict[str, Any], edit: Any, why: str
+) -> None:
+    good = check_member_proof(proved["records"], verifier_key=ws.verifier_key)
+    assert (good.path, good.record, good.leaf_index) == ("b.jsonl", 0, 2)
+    with pytest.raises(VerificationError, match=why):
+        check_member_proof(_edit(proved["records"], edit), verifier_key=ws.verifier_key)
+
+
+def test_records_proof_without_manifest_drops_path_and_record(
+    ws: ailedger.Workspace, proved: dict[str, Any]
+) -> None:
+    def strip(d: dict[str, Any]) -> None:
+        d.pop("manifestContent")
+        d["leaf"].update(path="anything", record=99)  # unbacked: not returned
+
+    r = check_member_proof(_edit(proved["records"], strip), verifier_key=ws.verifier_key)
+    assert (r.path, r.record, r.leaf_index, r.leaf) == ("", None, 2, b'{"q":3}')
+    f = check_member_proof(proved["files"], verifier_key=ws.verifier_key)
+    assert "manifestContent" not in json.loads(proved["files"]) and f.record is None
+
+
 def test_proof_wrong_bytes_and_wrong_key(
     ws: ailedger.Workspace, proved: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -131,9 +131,13 @@ class MemberProof:
     leaf_index: int
     leaves: int
     mode: str
-    path: str
+    path: str  # files mode: from the leaf; records mode: checked against the manifest
     leaf: bytes
     tree_size: int  # size of the signed checkpoint the statement was proved in
+    # records mode: the record's 0-based position within ``path``, checked against the
+    # signed manifest's per-file record counts; None in files mode, and ("" path too) for
+    # a records-mode proof without ``manifestContent`` (nothing to check them against)
+    record: int | None = None
 
 
 # -- storage -----------------------------------------------------------------------------
@@ -569,6 +573,13 @@ def prove_member(
             "path": f["path"],
             "record": i - start,
         }
+    # Records mode: the leaf says which file and record it is, which only the manifest
+    # (per-file record counts, committed to by digest in the signed statement) can back.
+    manifest_content = (
+        base64.b64encode(ws.blobs.get(rec.manifest_digest)).decode()
+        if rec.mode == "records"
+        else None
+    )
     proof = merkle.inclusion_proof(i, hashes)
     doc = {
         "type": PROOF_TYPE,
@@ -583,6 +594,8 @@ def prove_member(
         "entry": base64.b64encode(ws.log.get(rec.index)).decode(),
         "receipt": ws.receipt(rec.index),
     }
+    if manifest_content is not None:
+        doc["manifestContent"] = manifest_content
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
@@ -689,11 +702,14 @@ def check_member_proof(
             got = hashlib.sha256(file_bytes).hexdigest()
             if not hmac.compare_digest(got, fl["sha256"]) or len(file_bytes) != fl["size"]:
                 raise _fail(f"the file's bytes are not those of {fl['path']} in the dataset")
-    elif file_bytes is not None:
-        rb = file_bytes[:-1] if file_bytes.endswith(b"\n") else file_bytes
-        rb = rb[:-1] if rb.endswith(b"\r") else rb
-        if rb != data:
-            raise _fail("the record's bytes differ from the proved record")
+        path, record = str(leaf.get("path", "")), None
+    else:
+        path, record = _record_position(d, leaf)
+        if file_bytes is not None:
+            rb = file_bytes[:-1] if file_bytes.endswith(b"\n") else file_bytes
+            rb = rb[:-1] if rb.endswith(b"\r") else rb
+            if rb != data:
+                raise _fail("the record's bytes differ from the proved record")
     return MemberProof(
         dataset=d["dataset"],
         index=d["statementIndex"],
@@ -701,10 +717,53 @@ def check_member_proof(
         leaf_index=leaf["index"],
         leaves=d["leaves"],
         mode=d["mode"],
-        path=str(leaf.get("path", "")),
+        path=path,
         leaf=data,
         tree_size=res.checkpoint.size,
+        record=record,
     )
+
+
+def _record_position(d: Mapping[str, Any], leaf: Mapping[str, Any]) -> tuple[str, int | None]:
+    """Records mode: the (file path, record within it) of leaf ``leaf["index"]``, taken
+    from the manifest carried in the proof, whose digest the signed statement names.
+
+    The document's ``leaf.path`` / ``leaf.record`` must agree. Without ``manifestContent``
+    (proofs made before it was added) nothing backs them: ``("", None)``.
+    """
+    if d.get("manifestContent") is None:
+        return "", None
+    try:
+        raw = base64.b64decode(d["manifestContent"], validate=True)
+    except (binascii.Error, ValueError, TypeError) as e:
+        raise _fail("manifestContent is not base64") from e
+    if not hmac.compare_digest(hashlib.sha256(raw).hexdigest(), d["manifest"]["sha256"]):
+        raise _fail("manifestContent is not the manifest the signed statement names")
+    try:
+        m = json.loads(raw)
+        files = m["files"]
+        counts = [(str(f["path"]), f["records"]) for f in files]
+        if m.get("mode") != "records" or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for _, c in counts
+        ):
+            raise ValueError("not a records-mode manifest")
+    except (ValueError, KeyError, TypeError) as e:
+        raise _fail(f"manifest is malformed ({e})") from e
+    if sum(c for _, c in counts) != d["leaves"]:
+        raise _fail("the manifest's record counts do not add up to the leaf count")
+    i = leaf["index"]
+    start, k = 0, 0
+    while k < len(counts) and i >= start + counts[k][1]:
+        start += counts[k][1]
+        k += 1
+    if k == len(counts):
+        raise _fail(f"leaf {i} is outside the manifest's records")
+    path = counts[k][0]
+    if leaf.get("path") != path:
+        raise _fail(f"leaf path {leaf.get('path')!r} is not the manifest's file {path!r}")
+    if leaf.get("record") != i - start:
+        raise _fail(f"leaf record {leaf.get('record')!r} is not its position {i - start} in {path}")
+    return path, i - start
 
 
 def _parse_doc(doc: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
