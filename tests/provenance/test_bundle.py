@@ -558,3 +558,71 @@ def test_dropped_dataset_statement_fails(bundle: dict[str, Any], built: Built, v
     assert any(
         f"model base.bin sha256:{built.base_digest}: no recorded history" in w for w in rep.warnings
     )
+
+
+def _paths(obj: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every field of a JSON document (the first two items of each list)."""
+    out = [at] if at else []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, (*at, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj[:2]):
+            out += _paths(v, (*at, i))
+    return out
+
+
+_JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_any_field_of_another_type_is_an_ailedger_error_or_a_report(
+    bundle: dict[str, Any], vk: str, data: st.DataObject
+) -> None:
+    """Replace any field (top-level or nested) by a JSON value of another type: loading and
+    verifying either reports or raises one ailedger.Error, never anything else."""
+    b = copymod.deepcopy(bundle)
+    path = data.draw(st.sampled_from(_paths(b)))
+    new = data.draw(_JSON_VALUES)
+    parent = b
+    for k in path[:-1]:
+        parent = parent[k]
+    if type(parent[path[-1]]) is type(new):
+        return
+    parent[path[-1]] = new
+    try:
+        loaded = load_bundle(dumps(b))
+        for kw in ({"verifier_key": vk}, {"trust_bundle_key": True}):
+            rep = verify_artifact(loaded, offline=True, **kw)  # type: ignore[arg-type]
+            assert isinstance(rep.ok, bool)
+    except ailedger.Error as e:
+        assert "\n" not in str(e)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("omitted_blobs", 5, "omitted_blobs must be a list, not an integer"),
+        ("blobs", [], "blobs must be an object, not a list"),
+        ("signers", "x", "signers must be an object, not text"),
+        ("created", 1.5, "created must be text, not a number"),
+        ("chain", True, "chain must be an object, not a boolean"),
+        ("log", {"origin": "o", "verifier_key": 7}, "log.verifier_key must be text"),
+    ],
+)
+def test_field_of_the_wrong_type_is_named(
+    bundle: dict[str, Any], field: str, value: Any, message: str
+) -> None:
+    b = copymod.deepcopy(bundle)
+    b[field] = value
+    with pytest.raises(ailedger.VerificationError, match=f"bundle is not valid: {message}"):
+        load_bundle(dumps(b))

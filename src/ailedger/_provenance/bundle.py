@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -198,8 +199,82 @@ def _need(cond: bool, what: str) -> None:
         raise VerificationError(f"bundle is not valid: {what}")
 
 
+def _k(key: object) -> str:
+    """A JSON key as it may appear in a one-line error (keys are the bundle's, any text)."""
+    text = str(key)
+    return text if re.fullmatch(r"[\w.:+/=-]{1,80}", text) else json.dumps(text[:80])
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _type(doc: Mapping[str, Any], key: str, where: str, want: str, optional: bool = True) -> Any:
+    """``doc[key]`` if it has JSON type ``want`` (or is absent/null when optional)."""
+    v = doc.get(key)
+    if v is None:
+        _need(optional, f"{where}{key} is missing ({want} expected)")
+        return None
+    ok = {
+        "text": isinstance(v, str),
+        "an integer": _is_int(v),
+        "an object": isinstance(v, dict),
+        "a list": isinstance(v, list),
+    }[want]
+    _need(ok, f"{where}{key} must be {want}, not {_json_type(v)}")
+    return v
+
+
+def _json_type(v: object) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    return {
+        str: "text",
+        int: "an integer",
+        float: "a number",
+        dict: "an object",
+        list: "a list",
+    }.get(type(v), type(v).__name__)
+
+
+def _hex_digest(obj: object, where: str) -> str:
+    _need(isinstance(obj, dict), f"{where} must be an object {{sha256: hex}}")
+    assert isinstance(obj, dict)
+    v = obj.get("sha256")
+    _need(isinstance(v, str) and bool(_HEX64.fullmatch(v)), f"{where}.sha256 must be 64 hex digits")
+    assert isinstance(v, str)
+    return v
+
+
+def _check_envelope(env: dict[str, Any], where: str) -> None:
+    """The DSSE shape (types only: the signature itself is checked by verify)."""
+    _type(env, "payloadType", where, "text", optional=False)
+    _type(env, "payload", where, "text", optional=False)
+    sigs = _type(env, "signatures", where, "a list", optional=False)
+    for k, sig in enumerate(sigs):
+        _need(isinstance(sig, dict), f"{where}signatures[{k}] must be an object")
+        _type(sig, "keyid", f"{where}signatures[{k}].", "text")
+        _type(sig, "sig", f"{where}signatures[{k}].", "text", optional=False)
+
+
+def _check_chain(chain: dict[str, Any]) -> None:
+    for key in ("backend", "url", "CheckpointRegistry"):
+        _type(chain, key, "chain.", "text")
+    _type(chain, "chain_id", "chain.", "an integer")
+    dep = _type(chain, "deployment", "chain.", "an object")
+    if dep is not None:
+        _type(dep, "chain_id", "chain.deployment.", "an integer", optional=False)
+        _type(dep, "deployed_at_block", "chain.deployment.", "an integer")
+        contracts = _type(dep, "contracts", "chain.deployment.", "an object", optional=False)
+        for name, addr in contracts.items():
+            _need(isinstance(addr, str), f"chain.deployment.contracts.{_k(name)} must be text")
+
+
 def load_bundle(data: bytes | str | Mapping[str, Any], where: str = "bundle") -> Bundle:
     """Parse a bundle, refusing anything truncated or malformed with one clear error.
+
+    Every field's JSON type is checked here (``bundle is not valid: <field> must be …``),
+    so nothing later meets a value of a type it does not expect.
 
     @raises VerificationError naming the field that is wrong
     """
@@ -208,74 +283,82 @@ def load_bundle(data: bytes | str | Mapping[str, Any], where: str = "bundle") ->
     else:
         try:
             doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise VerificationError(
                 f"{where} is not valid JSON (truncated or edited?): {e}"
             ) from None
     _need(isinstance(doc, dict), "not a JSON object")
     _need(doc.get("format") == FORMAT, f"format must be {FORMAT!r}")
-    art = doc.get("artifact")
-    digest = _digest_in(art)
-    _need(digest is not None, "artifact.digest.sha256 must be 64 hex digits")
-    assert digest is not None and isinstance(art, dict)
-    log = doc.get("log")
-    _need(isinstance(log, dict), "log must be an object")
-    vk, origin = log.get("verifier_key"), log.get("origin")
-    _need(isinstance(vk, str) and isinstance(origin, str), "log.verifier_key/origin missing")
-    chain = doc.get("chain")
-    _need(chain is None or isinstance(chain, dict), "chain must be an object or null")
+    _type(doc, "created", "", "text")
+    art = _type(doc, "artifact", "", "an object", optional=False)
+    digest = _hex_digest(art.get("digest"), "artifact.digest")
+    _type(art, "name", "artifact.", "text")
+    log = _type(doc, "log", "", "an object", optional=False)
+    vk = _type(log, "verifier_key", "log.", "text", optional=False)
+    origin = _type(log, "origin", "log.", "text", optional=False)
+    _type(log, "size", "log.", "an integer")
+    chain = _type(doc, "chain", "", "an object")
+    if chain is not None:
+        _check_chain(chain)
     signers: dict[str, bytes] = {}
     names: dict[str, str] = {}
-    raw_signers = doc.get("signers")
-    _need(isinstance(raw_signers, dict), "signers must be an object")
+    raw_signers = _type(doc, "signers", "", "an object", optional=False)
     for kid, s in raw_signers.items():
-        _need(isinstance(s, dict), f"signer {kid} must be an object")
+        _need(isinstance(s, dict), f"signers.{_k(kid)} must be an object")
+        _type(s, "ed25519", f"signers.{_k(kid)}.", "text", optional=False)
+        name = _type(s, "name", f"signers.{_k(kid)}.", "text")
         try:
-            key = unb64(s.get("ed25519"), f"signer {kid} key")
+            key = unb64(s.get("ed25519"), f"signer {_k(kid)} key")
         except InputError as e:
             raise VerificationError(f"bundle is not valid: {e}") from None
-        _need(len(key) == 32, f"signer {kid}: an Ed25519 key is 32 bytes")
+        _need(len(key) == 32, f"signer {_k(kid)}: an Ed25519 key is 32 bytes")
         signers[str(kid)] = key
-        if isinstance(s.get("name"), str):
-            names[str(kid)] = s["name"]
+        if name is not None:
+            names[str(kid)] = name
     entries: dict[int, bytes] = {}
     receipts: dict[int, str] = {}
-    sts = doc.get("statements")
-    _need(isinstance(sts, list) and bool(sts), "statements must be a non-empty list")
+    sts = _type(doc, "statements", "", "a list", optional=False)
+    _need(bool(sts), "statements must be a non-empty list")
     for k, s in enumerate(sts):
-        _need(isinstance(s, dict), f"statement #{k} must be an object")
+        _need(isinstance(s, dict), f"statements[{k}] must be an object")
         idx = s.get("index")
         _need(
-            isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0,
-            f"statement #{k}: index must be a non-negative integer",
+            _is_int(idx) and idx >= 0,
+            f"statements[{k}].index must be a non-negative integer",
         )
         _need(idx not in entries, f"statement index {idx} appears twice")
-        env = s.get("envelope")
-        _need(isinstance(env, dict), f"statement {idx}: envelope must be an object")
+        _type(s, "predicateType", f"statements[{k}].", "text")
+        env = _type(s, "envelope", f"statements[{k}].", "an object", optional=False)
+        _check_envelope(env, f"statements[{k}].envelope.")
         try:
             entries[idx] = rfc8785.dumps(env)
-        except (rfc8785.CanonicalizationError, ValueError, TypeError) as e:
+        except (rfc8785.CanonicalizationError, ValueError, TypeError, RecursionError) as e:
             raise VerificationError(f"bundle statement {idx}: envelope is not JSON: {e}") from None
-        _need(isinstance(s.get("receipt"), str), f"statement {idx}: receipt must be text")
-        receipts[idx] = s["receipt"]
+        receipts[idx] = _type(s, "receipt", f"statements[{k}].", "text", optional=False)
     blobs: dict[str, bytes] = {}
-    raw_blobs = doc.get("blobs", {})
-    _need(isinstance(raw_blobs, dict), "blobs must be an object")
+    raw_blobs = _type(doc, "blobs", "", "an object") or {}
     for d, b in raw_blobs.items():
-        _need(isinstance(b, dict), f"blob {d} must be an object")
+        _need(bool(_HEX64.fullmatch(d)), f"blobs key {_k(d)} must be 64 hex digits")
+        _need(isinstance(b, dict), f"blobs.{d} must be an object")
+        _type(b, "role", f"blobs.{d}.", "text")
+        _type(b, "size", f"blobs.{d}.", "an integer")
+        _type(b, "base64", f"blobs.{d}.", "text", optional=False)
         try:
-            blobs[str(d)] = unb64(b.get("base64"), f"blob {d}")
+            blobs[d] = unb64(b.get("base64"), f"blob {d}")
         except InputError as e:
             raise VerificationError(f"bundle is not valid: {e}") from None
     omitted = set()
-    for o in doc.get("omitted_blobs") or []:
-        d = _digest_in(o)
-        if d:
-            omitted.add(d)
+    raw_omitted = _type(doc, "omitted_blobs", "", "a list") or []
+    for k, o in enumerate(raw_omitted):
+        _need(isinstance(o, dict), f"omitted_blobs[{k}] must be an object")
+        omitted.add(_hex_digest(o.get("digest"), f"omitted_blobs[{k}].digest"))
+        _type(o, "role", f"omitted_blobs[{k}].", "text")
+        _type(o, "size", f"omitted_blobs[{k}].", "an integer")
+        _type(o, "reason", f"omitted_blobs[{k}].", "text")
     return Bundle(
         doc=doc,
         digest=digest,
-        name=art.get("name") if isinstance(art.get("name"), str) else None,
+        name=art.get("name"),
         verifier_key=vk,
         origin=origin,
         chain=chain,

@@ -82,6 +82,16 @@ def parse_entry(entry: bytes) -> tuple[dict[str, Any], dict[str, Any]] | None:
     return env, st
 
 
+def keyids_of(env: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keyids an envelope claims (unverified), whatever shape its signatures have."""
+    sigs = env.get("signatures")
+    return tuple(
+        str(s.get("keyid", ""))
+        for s in (sigs if isinstance(sigs, list) else [])
+        if isinstance(s, dict)
+    )
+
+
 def effective(st: Mapping[str, Any], blob: Any = None) -> tuple[str, dict[str, Any], str | None]:
     """(predicateType, predicate, external blob digest) with external predicates resolved.
 
@@ -374,9 +384,7 @@ def build_graph(src: Source, digest: str, name: str | None = None) -> LineageGra
             statement=st,
             envelope=env,
             entry=src.entry(i),
-            keyids=tuple(
-                str(s.get("keyid", "")) for s in env.get("signatures", []) if isinstance(s, dict)
-            ),
+            keyids=keyids_of(env),
             subjects=subjects(st),
             dependencies=[Dependency(r) for r in dependencies(ptype, pred)],
             external_blob=ext,

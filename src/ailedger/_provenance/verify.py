@@ -45,6 +45,7 @@ from .lineage import (
     build_graph,
     effective,
     file_digest,
+    keyids_of,
     parse_entry,
     resolve_artifact,
 )
@@ -899,9 +900,7 @@ def _node(idx: int, entry: bytes, blob: Callable[[str], bytes | None]) -> Statem
         statement=st,
         envelope=env,
         entry=entry,
-        keyids=tuple(
-            str(s.get("keyid", "")) for s in env.get("signatures", []) if isinstance(s, dict)
-        ),
+        keyids=keyids_of(env),
         subjects=subjects(st),
         dependencies=[],
         external_blob=ext,
