@@ -1,0 +1,314 @@
+"""The HTTP node: the log as C2SP tlog-tiles, receipts, blobs, and the data gateway.
+
+``create_app(home)`` builds the FastAPI application over one workspace folder. Every
+endpoint is ``async`` and runs on the event loop's thread: the workspace (SQLite log,
+embedded chain) is opened lazily on that thread and used only there, which is what
+SQLite connections require; blob bodies are streamed in 1 MiB reads (memory is flat
+in the dataset size). See docs/node.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from .._provenance import types as vocab
+from .._statements import intoto
+from ..errors import ChainError, Error, InputError, NotFoundError
+from . import auth, gateway, tiles
+
+if TYPE_CHECKING:
+    from .._workspace import Workspace
+
+STREAM_CHUNK = 1 << 20
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_IMMUTABLE = "public, max-age=31536000, immutable"
+_OCTETS = "application/octet-stream"
+
+
+def _status(e: Error) -> int:
+    if isinstance(e, auth.UnauthenticatedError):
+        return 401
+    if isinstance(e, gateway.ForbiddenError):
+        return 403
+    if isinstance(e, NotFoundError):
+        return 404
+    if isinstance(e, InputError):
+        return 400
+    if isinstance(e, ChainError):
+        return 503
+    return 500
+
+
+def _now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class _State:
+    home: Path
+    view: gateway.AgreementsView | None
+    clock: Callable[[], float]
+    ws: Workspace | None = None
+    tile_reader: tiles.TileReader | None = None
+    nonces: auth.NonceCache | None = None
+    checker: gateway.GrantChecker | None = None
+    agreement: dict[str, Any] | None = None
+
+    def workspace(self) -> Workspace:
+        if self.ws is None:
+            from .._workspace import Workspace
+
+            self.ws = Workspace.open(self.home)
+        return self.ws
+
+    def reader(self) -> tiles.TileReader:
+        if self.tile_reader is None:
+            self.tile_reader = tiles.TileReader(self.workspace().path / "log.sqlite")
+        return self.tile_reader
+
+    def nonce_cache(self) -> auth.NonceCache:
+        if self.nonces is None:
+            self.nonces = auth.NonceCache(self.workspace().path / "provenance.sqlite")
+        return self.nonces
+
+    def grants(self) -> gateway.GrantChecker:
+        if self.checker is None:
+            ws = self.workspace()
+            view = self.view
+            self.agreement = {"chainId": None, "contract": None}
+            if view is None:
+                contracts = ws.deployment.contracts
+                if "DataAgreements" not in contracts:
+                    raise ChainError(
+                        "this node's chain deployment has no DataAgreements contract:"
+                        " run `ailedger share offer` (it deploys it) first"
+                    )
+                ws.registry()  # validates chain id and code once
+                view = gateway.ChainAgreementsView(
+                    ws.chain, contracts["DataAgreements"], contracts["IdentityRegistry"]
+                )
+                self.agreement = {
+                    "chainId": ws.chain.chain_id,
+                    "contract": contracts["DataAgreements"],
+                }
+            self.checker = gateway.GrantChecker(view, ws.address, self.clock)
+        return self.checker
+
+    def close(self) -> None:
+        for thing in (self.tile_reader, self.nonces, self.ws):
+            if thing is not None:
+                thing.close()
+        self.tile_reader = self.nonces = self.ws = None
+
+
+def _target(request: Request) -> str:
+    """The request target exactly as sent (what the signature covers)."""
+    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    qs: bytes = request.scope.get("query_string") or b""
+    return (raw + (b"?" + qs if qs else b"")).decode("latin-1")
+
+
+async def _stream_file(path: Path, size: int) -> AsyncIterator[bytes]:
+    left = size
+    with open(path, "rb") as f:
+        while left > 0:
+            chunk = f.read(min(STREAM_CHUNK, left))
+            if not chunk:
+                return  # shortened on disk meanwhile: the client sees a short body
+            left -= len(chunk)
+            yield chunk
+
+
+def _blob_response(ws: Workspace, digest: str) -> StreamingResponse:
+    if not _HEX64.fullmatch(digest):
+        raise NotFoundError(f"not a lowercase hex sha256 digest: {digest!r}")
+    path = gateway.blob_file(ws, digest)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise NotFoundError(f"no blob sha256:{digest}") from None
+    return StreamingResponse(
+        _stream_file(path, size),
+        media_type=_OCTETS,
+        headers={"Content-Length": str(size), "Cache-Control": _IMMUTABLE},
+    )
+
+
+def create_app(
+    home: str | Path,
+    *,
+    view: gateway.AgreementsView | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The node application for the workspace at ``home``.
+
+    @param view   where grants are read (default: the workspace's chain deployment);
+                  tests pass a :class:`gateway.MemoryAgreementsView`
+    @param clock  the node's clock (timestamps, expiry)
+    """
+    state = _State(Path(home), view, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="ailedger node",
+        version="1",
+        description="A workspace's log as C2SP tlog-tiles, receipts, blobs, and the data"
+        " gateway for datasets shared under DataAgreements. See docs/node.md.",
+    )
+    app.state.node = state
+
+    @app.exception_handler(Error)
+    async def _error(request: Request, exc: Error) -> JSONResponse:
+        code = _status(exc)
+        return JSONResponse({"error": str(exc), "status": code}, status_code=code)
+
+    # -- log ------------------------------------------------------------------------
+
+    @app.get("/node", summary="Who this node is")
+    async def node_info() -> dict[str, Any]:
+        ws = state.workspace()
+        contracts = ws.chain_config.get("deployment", {}).get("contracts", {})
+        return {
+            "origin": ws.origin,
+            "verifier_key": ws.verifier_key,
+            "account": ws.address,
+            "keyid": ws.keyid,
+            "chain_id": ws.chain_config.get("chain_id"),
+            "contracts": contracts,
+        }
+
+    @app.get("/checkpoint", summary="The signed checkpoint (C2SP tlog-checkpoint)")
+    async def checkpoint() -> Response:
+        note = state.workspace().log.checkpoint()  # signs the current tree if it grew
+        return Response(
+            note,
+            media_type="text/plain; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=2"},
+        )
+
+    @app.get("/tile/{level}/{rest:path}", summary="A tlog-tiles hash tile or entry bundle")
+    async def tile(level: str, rest: str) -> Response:
+        ref = tiles.parse_tile_path(level, rest)
+        reader = state.reader()
+        data = reader.bundle(ref) if ref.level is None else reader.tile(ref)
+        return Response(data, media_type=_OCTETS, headers={"Cache-Control": _IMMUTABLE})
+
+    @app.get("/receipt/{index}", summary="tlog-proof@v1 receipt of a log entry")
+    async def receipt(index: int) -> Response:
+        if index < 0:
+            raise NotFoundError(f"no entry {index}")
+        ws = state.workspace()
+        if index >= ws.log.size:
+            raise NotFoundError(f"no entry {index}: the log has {ws.log.size} entries")
+        return Response(ws.receipt(index), media_type="text/plain; charset=utf-8")
+
+    @app.get("/blob/sha256/{digest}", summary="A blob by SHA-256 (streamed)")
+    async def blob(digest: str) -> StreamingResponse:
+        return _blob_response(state.workspace(), digest)
+
+    # -- gateway --------------------------------------------------------------------
+
+    async def authorise(request: Request, request_id: int, purpose: str) -> gateway.Grant:
+        ws = state.workspace()
+        body = await request.body()
+        signed = auth.verify_request(
+            request.headers, ws.origin, request.method, _target(request), body, now=state.clock()
+        )
+        checker = state.grants()
+        state.nonce_cache().check_and_add(signed, now=state.clock())
+        if not purpose:
+            raise InputError("the purpose query parameter is required")
+        return checker.check(request_id, purpose, signed)
+
+    @app.get("/data/{request_id}", summary="Release a dataset to a live grant (signed)")
+    async def data(request: Request, request_id: int, purpose: str = "") -> dict[str, Any]:
+        grant = await authorise(request, request_id, purpose)
+        ws = state.workspace()
+        ds = gateway.served_dataset(ws, grant.dataset)
+        doc = gateway.wrapped_key_doc(ws, ds, grant)
+        doc_digest = hashlib.sha256(doc.encode()).hexdigest()
+        entry = ws.log.get(ds.statement_index)
+        access = _access_statement(ws, state.agreement or {}, grant, ds, doc_digest)
+        index = ws.record(access)
+        return {
+            "type": "ailedger/data-release/v1",
+            "request_id": grant.request_id,
+            "offer_id": grant.offer_id,
+            "purpose": grant.purpose,
+            "expiry": grant.expiry,
+            "dataset": {"sha256": ds.manifest_digest},
+            "root": ds.root,
+            "wrapped_key": doc,
+            "manifest": {"sha256": ds.manifest_digest, "size": ds.blob_sizes[ds.manifest_digest]},
+            "sealed_index": {"sha256": ds.index_digest, "size": ds.blob_sizes[ds.index_digest]},
+            "files": list(ds.files),
+            "statement": {"index": ds.statement_index, "envelope": entry.decode()},
+            "access": {"index": index},
+        }
+
+    @app.get("/data/{request_id}/blob/{digest}", summary="A blob of a granted dataset (signed)")
+    async def data_blob(
+        request: Request, request_id: int, digest: str, purpose: str = ""
+    ) -> StreamingResponse:
+        grant = await authorise(request, request_id, purpose)
+        ws = state.workspace()
+        ds = gateway.served_dataset(ws, grant.dataset)
+        if digest not in ds.blob_sizes:
+            raise NotFoundError(f"blob sha256:{digest} is not part of the granted dataset")
+        return _blob_response(ws, digest)
+
+    return app
+
+
+def _access_statement(
+    ws: Workspace,
+    agreement: dict[str, Any],
+    grant: gateway.Grant,
+    ds: gateway.ServedDataset,
+    wrapped_digest: str,
+) -> dict[str, Any]:
+    """The provider-side DATA_ACCESS statement (shape in docs/node.md §5)."""
+    return intoto.statement(
+        [{"name": vocab.dataset_subject_name(ds.name), "digest": vocab.digest(ds.manifest_digest)}],
+        vocab.DATA_ACCESS,
+        {
+            "role": "provider",
+            "dataset": {"name": ds.name, "version": ds.version, "root": ds.root},
+            "provider": {"account": ws.address, "keyid": ws.keyid},
+            "requester": {"account": grant.requester, "keyid": grant.requester_keyid},
+            "agreement": {
+                "chainId": agreement.get("chainId"),
+                "contract": agreement.get("contract"),
+                "requestId": grant.request_id,
+                "offerId": grant.offer_id,
+                "purpose": grant.purpose,
+                "expiry": grant.expiry,
+            },
+            "accessedAt": _now_rfc3339(),
+            "delivered": {
+                "wrappedKey": vocab.digest(wrapped_digest),
+                "manifest": vocab.digest(ds.manifest_digest),
+                "sealedIndex": vocab.digest(ds.index_digest),
+                "files": len(ds.files),
+                "bytes": ds.total_bytes,
+            },
+        },
+    )

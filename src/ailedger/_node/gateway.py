@@ -1,0 +1,305 @@
+"""The data gateway: who may fetch which encrypted dataset, decided on chain per request.
+
+Checks, in order (docs/node.md §4): the request signature, timestamp and nonce
+(``auth.py``, 401); the requester's Ed25519 key is the one IdentityRegistry binds to its
+account and the identity is not revoked (401); the request id exists (404); it was made
+by that account (403); its offer is this node's and names a dataset served here (404);
+it is a live grant — granted, not revoked, not expired, for exactly the stated purpose
+(403). Chain state is read at the latest block for every request; reads are cached only
+while the chain head does not move (same block ⇒ same state), and expiry is compared
+with the node's clock each time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._chain._agreements import OfferInfo, RequestInfo, RequestStatus
+from ..errors import Error, NotFoundError
+from .auth import SignedRequest, UnauthenticatedError
+
+if TYPE_CHECKING:
+    from .._chain import ChainBackend
+    from .._workspace import Workspace
+
+__all__ = [
+    "AgreementsView",
+    "ChainAgreementsView",
+    "ForbiddenError",
+    "Grant",
+    "GrantChecker",
+    "MemoryAgreementsView",
+    "RequesterIdentity",
+    "ServedDataset",
+    "served_dataset",
+]
+
+
+class ForbiddenError(Error):
+    """Authenticated, but no live grant covers this request (HTTP 403)."""
+
+
+@dataclass(frozen=True)
+class RequesterIdentity:
+    """What IdentityRegistry says about an account."""
+
+    account: str
+    ed25519: bytes
+    x25519: bytes
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A grant that was live for this request when it was checked."""
+
+    request_id: int
+    offer_id: int
+    requester: str  # lowercase 0x hex
+    requester_keyid: str
+    requester_x25519: bytes
+    purpose: str
+    expiry: int
+    dataset: str  # manifest digest, hex
+    wrapped_key_digest: str | None  # hex, None when the grant names none
+
+
+class AgreementsView(Protocol):
+    """The chain facts the gateway needs (real: :class:`ChainAgreementsView`)."""
+
+    def identity(self, account: str) -> RequesterIdentity | None: ...
+
+    def request(self, request_id: int) -> RequestInfo | None: ...
+
+    def offer(self, offer_id: int) -> OfferInfo | None: ...
+
+
+class GrantChecker:
+    """Decides whether a signed request is covered by a live grant of ``owner``'s offer."""
+
+    def __init__(
+        self, view: AgreementsView, owner: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._view = view
+        self._owner = owner.lower()
+        self._clock = clock
+
+    def check(self, request_id: int, purpose: str, req: SignedRequest) -> Grant:
+        """The live grant covering ``req`` for ``purpose``, or a refusal.
+
+        @raise UnauthenticatedError  the key is not the one registered for the account (401)
+        @raise NotFoundError    no such request, or not an offer of this node (404)
+        @raise ForbiddenError        not the requester, not granted, revoked, expired, or
+                                another purpose (403)
+        """
+        ident = self._view.identity(req.account)
+        if ident is None:
+            raise UnauthenticatedError(
+                f"account {req.account} has no identity in IdentityRegistry: register it first"
+            )
+        if ident.revoked:
+            raise UnauthenticatedError(
+                f"the identity of account {req.account} was revoked on chain"
+            )
+        if not hmac.compare_digest(ident.ed25519, req.ed25519):
+            raise UnauthenticatedError(
+                f"the request was signed with a key that IdentityRegistry does not bind to"
+                f" {req.account} (signed by someone else?)"
+            )
+        info = self._view.request(request_id)
+        if info is None:
+            raise NotFoundError(f"no request {request_id} on chain")
+        if info.requester.lower() != req.account:
+            raise ForbiddenError(
+                f"request {request_id} was made by another account, not {req.account}"
+            )
+        offer = self._view.offer(info.offer_id)
+        if offer is None or offer.owner.lower() != self._owner:
+            raise NotFoundError(
+                f"request {request_id} is for offer {info.offer_id}, which this node does not serve"
+            )
+        if info.status is not RequestStatus.GRANTED:
+            why = {
+                RequestStatus.PENDING: "is still pending: the owner has not granted it",
+                RequestStatus.REJECTED: "was rejected",
+                RequestStatus.RECLAIMED: "was withdrawn by the requester",
+                RequestStatus.REVOKED: "was revoked by the owner",
+            }[info.status]
+            raise ForbiddenError(f"request {request_id} {why}")
+        if purpose.encode("utf-8") != info.purpose.encode("utf-8"):
+            raise ForbiddenError(
+                f"request {request_id} was granted for purpose {info.purpose!r}, not {purpose!r}"
+            )
+        now = int(self._clock())
+        if not info.live_at(now, purpose):
+            raise ForbiddenError(
+                f"the grant of request {request_id} expired at unix time {info.expiry}"
+            )
+        wk = None if not any(info.wrapped_key) else info.wrapped_key.hex()
+        return Grant(
+            request_id,
+            info.offer_id,
+            req.account,
+            req.keyid,
+            ident.x25519,
+            info.purpose,
+            info.expiry,
+            offer.dataset.hex(),
+            wk,
+        )
+
+
+class ChainAgreementsView:
+    """:class:`AgreementsView` over the deployed DataAgreements and IdentityRegistry.
+
+    Every call first reads the chain head; cached answers are reused only while the
+    head is the same block (state cannot differ within one block), so each request is
+    decided on the state of the latest block at that moment.
+    """
+
+    def __init__(self, backend: ChainBackend, agreements: str, identities: str) -> None:
+        from .._chain import DataAgreementsClient, IdentityRegistryClient
+
+        self._da = DataAgreementsClient(backend, agreements)
+        self._ids = IdentityRegistryClient(backend, identities)
+        self._backend = backend
+        self._lock = threading.Lock()
+        self._block = -1
+        self._cache: dict[tuple[str, object], Any] = {}
+
+    def _cached(self, kind: str, key: object, fetch: Callable[[], Any]) -> Any:
+        with self._lock:
+            head = self._backend.block_number()
+            if head != self._block:
+                self._cache.clear()
+                self._block = head
+            k = (kind, key)
+            if k not in self._cache:
+                self._cache[k] = fetch()
+            return self._cache[k]
+
+    def identity(self, account: str) -> RequesterIdentity | None:
+        def fetch() -> RequesterIdentity | None:
+            i = self._ids.resolve(account)
+            return (
+                None if i is None else RequesterIdentity(i.account, i.ed25519, i.x25519, i.revoked)
+            )
+
+        r: RequesterIdentity | None = self._cached("id", account.lower(), fetch)
+        return r
+
+    def request(self, request_id: int) -> RequestInfo | None:
+        r: RequestInfo | None = self._cached(
+            "req", request_id, lambda: self._da.request_info(request_id)
+        )
+        return r
+
+    def offer(self, offer_id: int) -> OfferInfo | None:
+        r: OfferInfo | None = self._cached("offer", offer_id, lambda: self._da.offer_info(offer_id))
+        return r
+
+
+@dataclass
+class MemoryAgreementsView:
+    """An in-memory :class:`AgreementsView` for tests and offline use."""
+
+    identities: dict[str, RequesterIdentity] = field(default_factory=dict)
+    requests: dict[int, RequestInfo] = field(default_factory=dict)
+    offers: dict[int, OfferInfo] = field(default_factory=dict)
+
+    def identity(self, account: str) -> RequesterIdentity | None:
+        return self.identities.get(account.lower())
+
+    def request(self, request_id: int) -> RequestInfo | None:
+        return self.requests.get(request_id)
+
+    def offer(self, offer_id: int) -> OfferInfo | None:
+        return self.offers.get(offer_id)
+
+
+# -- what a grant delivers ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedDataset:
+    """An encrypted dataset as the gateway serves it (immutable: keyed by manifest digest)."""
+
+    name: str
+    version: int
+    manifest_digest: str
+    index_digest: str
+    statement_index: int  # log index of its DATASET statement
+    root: str
+    files: tuple[dict[str, Any], ...]  # {path, sha256 (sealed blob), size (sealed bytes)}
+    blob_sizes: dict[str, int]  # every blob a grantee may fetch: manifest, index, sealed files
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.blob_sizes.values())
+
+
+def blob_file(ws: Workspace, digest: str) -> Path:
+    """Where the workspace's LocalBlobStore keeps ``digest`` (``blobs/sha256/ab/<hex>``)."""
+    return ws.path / "blobs" / "sha256" / digest[:2] / digest
+
+
+def served_dataset(ws: Workspace, manifest_digest: str) -> ServedDataset:
+    """The latest encrypted registration of the dataset with this manifest digest.
+
+    @raise NotFoundError if no encrypted dataset here has that manifest
+    """
+    from .._provenance.datasets import list_datasets
+    from .._provenance.encrypted import encryption_of
+
+    for rec in reversed(list_datasets(ws)):
+        if rec.manifest_digest != manifest_digest:
+            continue
+        enc = encryption_of(ws, rec.name, rec.version)
+        if enc is None:
+            continue
+        sizes: dict[str, int] = {}
+        for d in (enc.manifest_digest, enc.index_digest, *(f.sealed_sha256 for f in enc.files)):
+            try:
+                sizes[d] = blob_file(ws, d).stat().st_size
+            except OSError as e:
+                raise NotFoundError(f"blob sha256:{d} of dataset {rec.name} is missing") from e
+        files = tuple(
+            {"path": f.path, "sha256": f.sealed_sha256, "size": f.sealed_size} for f in enc.files
+        )
+        return ServedDataset(
+            rec.name, rec.version, rec.manifest_digest, enc.index_digest, rec.index, rec.root,
+            files, sizes,
+        )  # fmt: skip
+    raise NotFoundError(
+        f"dataset sha256:{manifest_digest} is not served by this node (not"
+        " registered here with --encrypt)"
+    )
+
+
+def wrapped_key_doc(ws: Workspace, ds: ServedDataset, grant: Grant) -> str:
+    """The data key wrapped to the grantee's registered X25519 key.
+
+    The stored document is reused when it is the one the grant names (or the grant
+    names none); otherwise the key is wrapped now and stored, so the next request for
+    this grantee reuses it.
+    """
+    from .._crypto.hpke_wrap import x25519_keyid
+    from .._provenance.encrypted import wrap_dataset_key, wrapped_key_for
+
+    kid = x25519_keyid(grant.requester_x25519)
+    doc = wrapped_key_for(ws, ds.name, kid, ds.version)
+    if doc is not None:
+        digest = hashlib.sha256(doc.encode()).hexdigest()
+        if grant.wrapped_key_digest is None or digest == grant.wrapped_key_digest:
+            return doc
+        # The stored document is not the one the grant names: serve it anyway; the
+        # grantee compares digests and refuses (the owner must re-grant or fix it).
+        return doc
+    return wrap_dataset_key(ws, ds.name, grant.requester_x25519, version=ds.version)
