@@ -51,7 +51,10 @@ def dataset_subject_name(name: str) -> str:
 #    "root": hex, "leaves": int, "files": int, "bytes": int},
 #    "manifest": {"digest": {"sha256": hex}, "size": int, "mediaType": "application/json"},
 #    "license": str|None, "origin": str|None, "preparation": [str], "schema": {...}|None,
-#    "consent": [str], "registeredAt": RFC 3339}
+#    "consent": [str], "registeredAt": RFC 3339,
+#    "encryption"?: {"scheme": "ailedger-sealed/v1", "aead": "AES-256-GCM", "chunk": int,
+#                    "keyWrapping": "HPKE-base X25519-HKDF-SHA256 AES-256-GCM",
+#                    "index": {"digest", "size", "mediaType"}}}   (docs/encryption.md)
 #   Manifest (blob): {"version": 1, "mode": ..., "files": [{"path", "size", "sha256"[, "records"]}]}
 #   Leaves: files mode: RFC 8785 JSON of {"path","sha256","size"}, in path order (POSIX
 #   relative paths, sorted by UTF-8 bytes); records mode: each record's bytes (a CSV/JSONL
