@@ -7,17 +7,19 @@ from typing import Annotated
 
 import typer
 
+_HomeOpt = typer.Option("--home", help="Workspace folder (default: $AILEDGER_HOME or ./.ailedger).")
+
 
 def register(app: typer.Typer) -> None:
     """Add ``serve`` to the root app and ``fetch`` to the ``data`` group."""
-    from .app import Home, _open, _out
+    from .app import _open, _out
     from .data import data_app
 
     @app.command("serve")
     def serve_cmd(
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port (0: a free one, printed).")] = 8000,
-        home: Home = None,
+        home: Annotated[Path | None, _HomeOpt] = None,
     ) -> None:
         """Serve the log (C2SP tlog-tiles), receipts, blobs and the data gateway over HTTP."""
         import sys
@@ -41,7 +43,7 @@ def register(app: typer.Typer) -> None:
         purpose: Annotated[
             str | None, typer.Option(help="The purpose of the grant (default: the grant's).")
         ] = None,
-        home: Home = None,
+        home: Annotated[Path | None, _HomeOpt] = None,
     ) -> None:
         """Download a granted dataset, decrypt it, verify its fingerprint, log the access."""
         from .._node.client import fetch

@@ -12,7 +12,6 @@ with the node's clock each time.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import threading
 import time
@@ -80,6 +79,10 @@ class AgreementsView(Protocol):
 
     def offer(self, offer_id: int) -> OfferInfo | None: ...
 
+    def chain_time(self) -> int | None:
+        """The latest block's timestamp (None: no chain clock)."""
+        ...
+
 
 class GrantChecker:
     """Decides whether a signed request is covered by a live grant of ``owner``'s offer."""
@@ -137,7 +140,9 @@ class GrantChecker:
             raise ForbiddenError(
                 f"request {request_id} was granted for purpose {info.purpose!r}, not {purpose!r}"
             )
-        now = int(self._clock())
+        # Expired by either clock: the node's, or the chain's (blocks mined in a burst
+        # run ahead of wall time, and the contract's is_live uses block time).
+        now = max(int(self._clock()), self._view.chain_time() or 0)
         if not info.live_at(now, purpose):
             raise ForbiddenError(
                 f"the grant of request {request_id} expired at unix time {info.expiry}"
@@ -205,6 +210,10 @@ class ChainAgreementsView:
         r: OfferInfo | None = self._cached("offer", offer_id, lambda: self._da.offer_info(offer_id))
         return r
 
+    def chain_time(self) -> int | None:
+        t: int = self._cached("time", None, lambda: self._backend.block_timestamp(self._block))
+        return t
+
 
 @dataclass
 class MemoryAgreementsView:
@@ -222,6 +231,9 @@ class MemoryAgreementsView:
 
     def offer(self, offer_id: int) -> OfferInfo | None:
         return self.offers.get(offer_id)
+
+    def chain_time(self) -> int | None:
+        return None
 
 
 # -- what a grant delivers ------------------------------------------------------------
@@ -286,20 +298,25 @@ def served_dataset(ws: Workspace, manifest_digest: str) -> ServedDataset:
 def wrapped_key_doc(ws: Workspace, ds: ServedDataset, grant: Grant) -> str:
     """The data key wrapped to the grantee's registered X25519 key.
 
-    The stored document is reused when it is the one the grant names (or the grant
-    names none); otherwise the key is wrapped now and stored, so the next request for
-    this grantee reuses it.
+    When the grant names a wrapped-key digest, that exact document is served from the
+    blob store (every wrap is stored there): a recipient granted several times gets,
+    for each grant, the document that grant names. Otherwise the stored document for
+    the recipient is reused, or the key is wrapped now and stored (the cache).
     """
-    from .._crypto.hpke_wrap import x25519_keyid
+    from .._crypto.hpke_wrap import parse_wrapped_key, x25519_keyid
     from .._provenance.encrypted import wrap_dataset_key, wrapped_key_for
 
     kid = x25519_keyid(grant.requester_x25519)
-    doc = wrapped_key_for(ws, ds.name, kid, ds.version)
-    if doc is not None:
-        digest = hashlib.sha256(doc.encode()).hexdigest()
-        if grant.wrapped_key_digest is None or digest == grant.wrapped_key_digest:
-            return doc
-        # The stored document is not the one the grant names: serve it anyway; the
-        # grantee compares digests and refuses (the owner must re-grant or fix it).
-        return doc
+    if grant.wrapped_key_digest is not None:
+        try:
+            doc = ws.blobs.get(grant.wrapped_key_digest).decode()
+            wk = parse_wrapped_key(doc)
+        except (Error, UnicodeDecodeError):
+            pass  # not here: fall back; the grantee compares digests and refuses
+        else:
+            if wk.recipient_keyid == kid and wk.dataset_digest == ds.manifest_digest:
+                return doc
+    stored = wrapped_key_for(ws, ds.name, kid, ds.version)
+    if stored is not None:
+        return stored
     return wrap_dataset_key(ws, ds.name, grant.requester_x25519, version=ds.version)
