@@ -181,6 +181,8 @@ def test_demo_runs(tmp_path: Path) -> None:
         "caught: fsck", "caught: receipt verification", "forged history of the same size",
         "rollback to size", "bundle + model.pkl, anchor checked on chain: verified",
         "caught: model changed by one byte: artifact", "caught: training set with one row changed",
+        "lab fetched, decrypted and verified", "a third party with no grant: node refused (403)",
+        "after revocation: node refused (403)",
         "Demo finished",
     ):
         assert expected in out, expected

@@ -50,8 +50,10 @@ def run_demo() -> None:
     with tempfile.TemporaryDirectory(prefix="ailedger-demo-") as tmp:
         _story(Path(tmp))
         from .demo_ml import run_ml_story
+        from .demo_share import run_share_story
 
         run_ml_story(Path(tmp))
+        run_share_story(Path(tmp))
     console.print()
     console.print("[bold green]Demo finished: every check behaved as described.[/bold green]")
 
