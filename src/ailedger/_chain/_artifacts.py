@@ -11,9 +11,9 @@ from typing import Any
 
 from ..errors import ChainError
 
-CONTRACT_NAMES = ("CheckpointRegistry", "IdentityRegistry", "DataAgreements")
-# Contracts every deployment.json must name. DataAgreements came later: a deployment
-# recorded before it still loads (and validates) for the two original contracts.
+CONTRACT_NAMES = ("CheckpointRegistry", "IdentityRegistry", "DataAgreements", "SwarmRounds")
+# Contracts every deployment.json must name. DataAgreements and SwarmRounds came later: a
+# deployment recorded before them still loads (and validates) for the two original contracts.
 REQUIRED_CONTRACTS = ("CheckpointRegistry", "IdentityRegistry")
 
 

@@ -20,8 +20,8 @@ class Deployment:
     """Where the contracts live: ``{chain_id, contracts: {name: address}, deployed_at_block}``.
 
     ``CheckpointRegistry`` and ``IdentityRegistry`` are always present;
-    ``DataAgreements`` is absent from deployments recorded before it existed
-    (see :func:`deploy_missing`).
+    ``DataAgreements`` and ``SwarmRounds`` are absent from deployments recorded
+    before they existed (see :func:`deploy_missing`).
     """
 
     chain_id: int
@@ -105,8 +105,8 @@ def deploy_all(backend: ChainBackend, account: LocalAccount) -> Deployment:
 def deploy_missing(
     backend: ChainBackend, account: LocalAccount, deployment: Deployment
 ) -> Deployment:
-    """Deploy the contracts a recorded deployment lacks (e.g. ``DataAgreements`` for a
-    deployment made before it existed); returns the completed record (the same one if
+    """Deploy the contracts a recorded deployment lacks (e.g. ``DataAgreements`` or
+    ``SwarmRounds`` for a deployment made before they existed); returns the completed record (the same one if
     nothing was missing). ``deployed_at_block`` is kept: event scans still start there.
     """
     if backend.chain_id != deployment.chain_id:
