@@ -27,13 +27,26 @@ from ._clients import (
 from ._deployment import Deployment, deploy_all, deploy_missing, load_deployment
 from ._embedded import DEFAULT_EMBEDDED_CHAIN_ID, EmbeddedBackend
 from ._rpc import RpcBackend
+from ._swarm import (
+    MAX_MEMBERS,
+    MAX_NODE_URL_BYTES,
+    AggregationRule,
+    RoundInfo,
+    RoundOutcome,
+    RoundStatus,
+    SwarmInfo,
+    SwarmRoundsClient,
+)
 
 __all__ = [
     "CONTRACT_NAMES",
     "DEFAULT_EMBEDDED_CHAIN_ID",
+    "MAX_MEMBERS",
+    "MAX_NODE_URL_BYTES",
     "MAX_PROOF_HASHES",
     "MAX_PURPOSE_BYTES",
     "REQUIRED_CONTRACTS",
+    "AggregationRule",
     "AnchorRecord",
     "AnchoredCheckpoint",
     "Artifact",
@@ -50,7 +63,12 @@ __all__ = [
     "Receipt",
     "RequestInfo",
     "RequestStatus",
+    "RoundInfo",
+    "RoundOutcome",
+    "RoundStatus",
     "RpcBackend",
+    "SwarmInfo",
+    "SwarmRoundsClient",
     "TransactionReverted",
     "deploy_all",
     "deploy_missing",

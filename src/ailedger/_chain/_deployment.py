@@ -106,8 +106,9 @@ def deploy_missing(
     backend: ChainBackend, account: LocalAccount, deployment: Deployment
 ) -> Deployment:
     """Deploy the contracts a recorded deployment lacks (e.g. ``DataAgreements`` or
-    ``SwarmRounds`` for a deployment made before they existed); returns the completed record (the same one if
-    nothing was missing). ``deployed_at_block`` is kept: event scans still start there.
+    ``SwarmRounds`` for a deployment made before they existed); returns the completed
+    record (the same one if nothing was missing). ``deployed_at_block`` is kept: event
+    scans still start there.
     """
     if backend.chain_id != deployment.chain_id:
         raise ChainError(

@@ -236,7 +236,8 @@ def create_swarm(
     @param rule_param 0 for fedavg and median; for trimmed mean the number
            of updates trimmed at each end (2 * rule_param < members); for
            Krum the number f of tolerated Byzantine updates
-           (2 * f + 2 < members).
+           (f + 2 < members, so each update has a neighbour to be scored
+           against).
     @param members The allowlist: 1 .. 32 distinct non-zero addresses.
     @param quorum Agreeing submissions that finalise a round: more than
            half the members and at most all of them.
@@ -255,7 +256,9 @@ def create_swarm(
     elif rule == RULE_TRIMMED_MEAN:
         assert rule_param < MAX_MEMBERS and 2 * rule_param < n, "SwarmRounds: bad rule parameter"
     else:
-        assert rule_param < MAX_MEMBERS and 2 * rule_param + 2 < n, "SwarmRounds: bad rule parameter"
+        # Krum scores each update by its n - f - 2 nearest neighbours: at least one.
+        # (Krum's guarantee needs n >= 2f + 3; that is the runner's concern.)
+        assert rule_param < MAX_MEMBERS and rule_param + 2 < n, "SwarmRounds: bad rule parameter"
     assert quorum * 2 > n, "SwarmRounds: quorum must exceed half the members"
     assert quorum <= n, "SwarmRounds: quorum exceeds the members"
     assert commit_window > 0, "SwarmRounds: commit_window must be positive"
