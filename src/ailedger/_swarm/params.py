@@ -84,7 +84,8 @@ def normalise(
                 f"tensor {name!r} has dtype {arr.dtype}; only float32 and float64 are supported"
             )
         want = np.dtype("<f4") if arr.dtype.itemsize == 4 else np.dtype("<f8")
-        arr = np.ascontiguousarray(arr, dtype=want)
+        # not ascontiguousarray: it turns a 0-d array into shape (1,)
+        arr = np.asarray(arr, dtype=want, order="C")
         if not allow_nonfinite and not bool(np.isfinite(arr).all()):
             raise InputError(f"tensor {name!r} contains NaN or infinity")
         out[name] = arr
@@ -132,7 +133,7 @@ def digest(params: Mapping[str, Any], *, allow_nonfinite: bool = False) -> str:
     h.update(header)
     for arr in p.values():
         # hashing the buffer directly avoids a second full copy of a large model
-        h.update(arr.data.cast("B"))
+        h.update(arr.reshape(-1).view(np.uint8).data)
     return h.hexdigest()
 
 
