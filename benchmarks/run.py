@@ -41,6 +41,9 @@ def main() -> None:
     chain = _run("bench_chain.py", *(["--runs", "3", "--anchors", "20"] if quick else []))
     fingerprint = _run("bench_fingerprint.py", *(["--quick"] if quick else []))
     tracking = _run("bench_tracking.py", *(["--quick"] if quick else []))
+    crypto = _run("bench_crypto.py", *(["--quick"] if quick else []))
+    node = _run("bench_node.py", *(["--quick"] if quick else []))
+    aggregate = _run("bench_aggregate.py", *(["--quick"] if quick else []))
     head = (
         f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()}"
         f" cores ({cpu}), Python {platform.python_version()}, SQLite"
@@ -56,6 +59,9 @@ def main() -> None:
         f"{head}\n\n## Log (issue 2)\n\n{log}\n\n## Chain (issue 3)\n\n{chain}\n"
         f"\n## Datasets (issue 4)\n\n{fingerprint}\n"
         f"\n## Tracking and predictions (issue 4)\n\n{tracking}\n"
+        f"\n## Encryption at rest (issue 5)\n\n{crypto}\n"
+        f"\n## Node and data gateway (issue 5)\n\n{node}\n"
+        f"\n## Swarm aggregation (issue 6)\n\n{aggregate}\n"
         + _analysis()
     )
     print(DOC.read_text())
