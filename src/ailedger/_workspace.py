@@ -271,6 +271,9 @@ class Workspace:
         # store and sign a statement that commits to it by digest instead.
         pred = intoto.canonical(statement.get("predicate", {}))
         digest = self.blobs.put(pred)
+        from ._node.public import mark_public
+
+        mark_public(self.path, digest)  # the log commits to it: verifiers fetch it on /blob
         slim = dict(statement)
         slim["predicate"] = {
             "externalPredicate": {

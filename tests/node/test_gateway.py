@@ -54,7 +54,7 @@ def _join(owner: Workspace, path: Path, name: str) -> Workspace:
     )
 
 
-def _grant(owner: Workspace, rid: int, ttl: int = 3600) -> None:
+def _grant(owner: Workspace, rid: int, ttl: int = 90_000) -> None:
     da = owner.agreements()
     info = da.request_info(rid)
     assert info is not None
@@ -79,7 +79,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     enc = encryption_of(owner, "shared")
     assert enc is not None
     offer, _ = owner.agreements().offer(
-        bytes.fromhex(enc.manifest_digest), max_duration=86400, response_window=86400
+        bytes.fromhex(enc.manifest_digest), max_duration=2 * 86400, response_window=86400
     )
     req = _join(owner, tmp / "req", "req")
     other = _join(owner, tmp / "other", "other")
@@ -197,7 +197,15 @@ def test_revoked_grant_refused(world: World) -> None:
 
 
 def test_expired_grant_refused(world: World) -> None:
-    rid, _ = world.req.agreements().request(world.offer, "short")
+    offer = world.offer
+    try:  # a contract with a shortest grant needs an offer that allows 3 s
+        manifest = encryption_of(world.owner, "shared").manifest_digest  # type: ignore[union-attr]
+        offer, _ = world.owner.agreements().offer(
+            bytes.fromhex(manifest), max_duration=86400, response_window=86400, min_duration=1
+        )
+    except TypeError:
+        pass
+    rid, _ = world.req.agreements().request(offer, "short")
     _grant(world.owner, rid, ttl=3)
     info = world.req.agreements().request_info(rid)
     assert info is not None

@@ -158,11 +158,16 @@ def test_blobs_stream_by_digest(tmp_path) -> None:
     ws = Workspace.init(tmp_path / "ws", name="t")
     data = bytes(range(256)) * 40_000  # 10 MB: several stream chunks
     d = ws.blobs.put(data)
+    hidden = ws.blobs.put(b"not declared public")
+    from ailedger._node.public import mark_public
+
+    mark_public(ws.path, d)
     ws.close()
     with running(create_app(tmp_path / "ws")) as url, httpx.Client(base_url=url) as c:
         r = c.get(f"/blob/sha256/{d}")
         assert r.status_code == 200 and r.content == data
         assert r.headers["content-length"] == str(len(data))
         assert c.get("/blob/sha256/" + "0" * 64).status_code == 404
+        assert c.get(f"/blob/sha256/{hidden}").status_code == 404  # allow-list only
         assert c.get("/blob/sha256/XYZ").status_code == 404
         assert c.get("/blob/sha256/" + d.upper()).status_code == 404

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
 
     @share.command("offer")
     def offer_cmd(
-        name: Annotated[str, typer.Argument(help="A registered (preferably --encrypt) dataset.")],
+        name: Annotated[str, typer.Argument(help="A dataset registered with --encrypt.")],
         price: Annotated[int, typer.Option(help="Price per request, in wei.")] = 0,
         auto_grant: Annotated[
             bool, typer.Option("--auto-grant", help="Grant every paid request at once.")
@@ -49,6 +49,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Offer a dataset: its manifest digest, terms digest and price go on chain."""
         from .._provenance.datasets import find_dataset
+        from .._provenance.encrypted import encryption_of
 
         if price < 0 or max_days <= 0 or response_days <= 0:
             raise InputError("--price must be ≥ 0 and the durations > 0")
@@ -56,6 +57,13 @@ def register(app: typer.Typer) -> None:
             rec = find_dataset(ws, name)
             if rec is None:
                 raise NotFoundError(f"no dataset named {name!r}: run `ailedger data add` first")
+            if encryption_of(ws, rec.name, rec.version) is None:
+                # Nothing could ever be delivered: the node releases only sealed data
+                # under a wrapped key, so requesters would pay for nothing.
+                raise InputError(
+                    f"dataset {name!r} is not encrypted: register it with"
+                    f" `ailedger data add <path> --name {name} --encrypt` and offer that"
+                )
             terms_digest = None
             if terms is not None:
                 doc = _read_input(str(terms))
@@ -103,11 +111,17 @@ def register(app: typer.Typer) -> None:
             if off.owner.lower() != ws.address.lower():
                 # The contract refuses it too; say so before wrapping any key.
                 raise ChainError(f"DataAgreements: not offer owner (offer {off.offer_id})")
+            if days is not None and days <= 0:
+                raise InputError("--days must be > 0")
             now = int(time.time())
-            expiry = now + (off.max_duration if days is None else int(days * 86400))
+            # The contract caps a grant at the offer's longest duration: print what holds.
+            expiry = min(
+                now + (off.max_duration if days is None else int(days * 86400)),
+                now + off.max_duration,
+            )
             wrapped = _wrap_for(ws, off.dataset, req.requester)
-            digest = hashlib.sha256(wrapped.encode()).digest() if wrapped else None
-            da.grant(request, min(expiry, now + off.max_duration), digest)
+            digest = hashlib.sha256(wrapped.encode()).digest()
+            da.grant(request, expiry, digest)
             until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expiry))
             _out(f"granted request {request} to {req.requester} until {until}")
 
@@ -154,23 +168,36 @@ def register(app: typer.Typer) -> None:
                 _out(line)
 
 
-def _wrap_for(ws: object, dataset: bytes, requester: str) -> str | None:
-    """Wrap the dataset key to the requester's X25519 key from IdentityRegistry."""
+def _wrap_for(ws: object, dataset: bytes, requester: str) -> str:
+    """Wrap the dataset key to the requester's X25519 key from IdentityRegistry.
+
+    The latest encrypted registration with the offer's manifest is used, and the node
+    is told which (``record_wrap``): the same data registered under another name has
+    another key, and the gateway must serve the registration this key opens.
+    """
+    from .._node.gateway import record_wrap
     from .._provenance.datasets import list_datasets
     from .._provenance.encrypted import encryption_of, wrap_dataset_key
     from .._workspace import Workspace
 
     assert isinstance(ws, Workspace)
-    recs = [r for r in list_datasets(ws) if r.manifest_digest == dataset.hex()]
+    recs = [
+        r
+        for r in list_datasets(ws)
+        if r.manifest_digest == dataset.hex() and encryption_of(ws, r.name, r.version) is not None
+    ]
     if not recs:
-        raise NotFoundError(f"dataset sha256:{dataset.hex()} is not registered here")
+        raise NotFoundError(
+            f"dataset sha256:{dataset.hex()} is not registered here with --encrypt:"
+            " there is no key to grant"
+        )
     rec = recs[-1]
-    if encryption_of(ws, rec.name, rec.version) is None:
-        return None  # plaintext dataset: nothing to wrap
     ident = ws.identity_registry().resolve(requester)
     if ident is None or ident.revoked:
         raise ChainError(
             f"{requester} has no live identity in IdentityRegistry: it must run"
             " `ailedger identity register` before it can be granted a key"
         )
-    return wrap_dataset_key(ws, rec.name, ident.x25519, version=rec.version)
+    doc = wrap_dataset_key(ws, rec.name, ident.x25519, version=rec.version)
+    record_wrap(ws, hashlib.sha256(doc.encode()).hexdigest(), rec.name, rec.version)
+    return doc

@@ -13,9 +13,10 @@ import contextlib
 import datetime
 import hashlib
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from .._provenance import types as vocab
 from .._statements import intoto
 from ..errors import ChainError, Error, InputError, NotFoundError
-from . import auth, gateway, tiles
+from . import auth, gateway, public, tiles
 
 if TYPE_CHECKING:
     from .._workspace import Workspace
@@ -64,6 +65,8 @@ class _State:
     nonces: auth.NonceCache | None = None
     checker: gateway.GrantChecker | None = None
     agreement: dict[str, Any] | None = None
+    public_db: sqlite3.Connection | None = None
+    datasets: gateway.DatasetCache = field(default_factory=gateway.DatasetCache)
 
     def workspace(self) -> Workspace:
         if self.ws is None:
@@ -81,6 +84,11 @@ class _State:
         if self.nonces is None:
             self.nonces = auth.NonceCache(self.workspace().path / "provenance.sqlite")
         return self.nonces
+
+    def public(self) -> sqlite3.Connection:
+        if self.public_db is None:
+            self.public_db = public.connect(self.workspace().path)
+        return self.public_db
 
     def grants(self) -> gateway.GrantChecker:
         if self.checker is None:
@@ -106,10 +114,10 @@ class _State:
         return self.checker
 
     def close(self) -> None:
-        for thing in (self.tile_reader, self.nonces, self.ws):
+        for thing in (self.tile_reader, self.nonces, self.public_db, self.ws):
             if thing is not None:
                 thing.close()
-        self.tile_reader = self.nonces = self.ws = None
+        self.tile_reader = self.nonces = self.public_db = self.ws = None
 
 
 def _target(request: Request) -> str:
@@ -220,34 +228,50 @@ def create_app(
             raise NotFoundError(f"no entry {index}: the log has {ws.log.size} entries")
         return Response(ws.receipt(index), media_type="text/plain; charset=utf-8")
 
-    @app.get("/blob/sha256/{digest}", summary="A blob by SHA-256 (streamed)")
+    @app.get("/blob/sha256/{digest}", summary="A public blob by SHA-256 (streamed)")
     async def blob(digest: str) -> StreamingResponse:
-        return _blob_response(state.workspace(), digest)
+        # Allow-list only (public.py): sealed data, keys, manifests of encrypted datasets
+        # and private blobs are reachable only through a live grant on /data/....
+        ws = state.workspace()
+        if not _HEX64.fullmatch(digest) or not public.is_public(state.public(), digest):
+            raise NotFoundError(f"no public blob sha256:{digest} on this node")
+        return _blob_response(ws, digest)
 
     # -- gateway --------------------------------------------------------------------
 
     async def authorise(request: Request, request_id: int, purpose: str) -> gateway.Grant:
         ws = state.workspace()
-        body = await request.body()
+        # These GETs take no body: refuse one from its headers, before reading a byte of
+        # it (an unauthenticated peer could otherwise stream gigabytes into memory).
+        length = request.headers.get("content-length")
+        if request.headers.get("transfer-encoding") is not None or (
+            length is not None and length.strip() != "0"
+        ):
+            raise InputError("a request to /data/... must not have a body")
         signed = auth.verify_request(
-            request.headers, ws.origin, request.method, _target(request), body, now=state.clock()
+            request.headers, ws.origin, request.method, _target(request), b"", now=state.clock()
         )
         checker = state.grants()
+        # Identity before nonce: only keys IdentityRegistry binds can use the cache.
+        ident = checker.identify(signed)
         state.nonce_cache().check_and_add(signed, now=state.clock())
         if not purpose:
             raise InputError("the purpose query parameter is required")
-        return checker.check(request_id, purpose, signed)
+        return checker.check(request_id, purpose, signed, ident)
 
     @app.get("/data/{request_id}", summary="Release a dataset to a live grant (signed)")
     async def data(request: Request, request_id: int, purpose: str = "") -> dict[str, Any]:
         grant = await authorise(request, request_id, purpose)
         ws = state.workspace()
-        ds = gateway.served_dataset(ws, grant.dataset)
+        ds = gateway.served_dataset(ws, grant.dataset, grant, state.datasets)
         doc = gateway.wrapped_key_doc(ws, ds, grant)
         doc_digest = hashlib.sha256(doc.encode()).hexdigest()
         entry = ws.log.get(ds.statement_index)
-        access = _access_statement(ws, state.agreement or {}, grant, ds, doc_digest)
-        index = ws.record(access)
+        index = _coalesced_access(state.public(), grant, doc_digest, state.clock())
+        if index is None:
+            access = _access_statement(ws, state.agreement or {}, grant, ds, doc_digest)
+            index = ws.record(access)
+            _remember_access(state.public(), grant, doc_digest, index, state.clock())
         return {
             "type": "ailedger/data-release/v1",
             "request_id": grant.request_id,
@@ -270,12 +294,47 @@ def create_app(
     ) -> StreamingResponse:
         grant = await authorise(request, request_id, purpose)
         ws = state.workspace()
-        ds = gateway.served_dataset(ws, grant.dataset)
+        ds = gateway.served_dataset(ws, grant.dataset, grant, state.datasets)
         if digest not in ds.blob_sizes:
             raise NotFoundError(f"blob sha256:{digest} is not part of the granted dataset")
         return _blob_response(ws, digest)
 
     return app
+
+
+ACCESS_COALESCE = 600  # seconds: one access statement per grant and key per window
+_ACCESS_DDL = (
+    "CREATE TABLE IF NOT EXISTS node_access (request_id INTEGER PRIMARY KEY,"
+    " wrapped_digest TEXT NOT NULL, log_index INTEGER NOT NULL, at REAL NOT NULL)"
+)
+
+
+def _coalesced_access(
+    db: sqlite3.Connection, grant: gateway.Grant, wrapped_digest: str, now: float
+) -> int | None:
+    """The access statement already recorded for this grant within the window, if any.
+
+    A grantee re-fetching in a loop would otherwise append one statement per call to
+    the owner's log; the first release in each window is recorded, later ones within
+    it point at that statement (docs/node.md §5).
+    """
+    db.execute(_ACCESS_DDL)
+    row = db.execute(
+        "SELECT wrapped_digest, log_index, at FROM node_access WHERE request_id = ?",
+        (grant.request_id,),
+    ).fetchone()
+    if row is None or row[0] != wrapped_digest or not 0 <= now - float(row[2]) < ACCESS_COALESCE:
+        return None
+    return int(row[1])
+
+
+def _remember_access(
+    db: sqlite3.Connection, grant: gateway.Grant, wrapped_digest: str, index: int, now: float
+) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO node_access VALUES (?,?,?,?)",
+        (grant.request_id, wrapped_digest, index, now),
+    )
 
 
 def _access_statement(

@@ -12,7 +12,9 @@ with the node's clock each time.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._chain._agreements import OfferInfo, RequestInfo, RequestStatus
-from ..errors import Error, NotFoundError
+from ..errors import Error, NotFoundError, WorkspaceError
 from .auth import SignedRequest, UnauthenticatedError
 
 if TYPE_CHECKING:
@@ -31,12 +33,14 @@ if TYPE_CHECKING:
 __all__ = [
     "AgreementsView",
     "ChainAgreementsView",
+    "DatasetCache",
     "ForbiddenError",
     "Grant",
     "GrantChecker",
     "MemoryAgreementsView",
     "RequesterIdentity",
     "ServedDataset",
+    "record_wrap",
     "served_dataset",
 ]
 
@@ -94,13 +98,12 @@ class GrantChecker:
         self._owner = owner.lower()
         self._clock = clock
 
-    def check(self, request_id: int, purpose: str, req: SignedRequest) -> Grant:
-        """The live grant covering ``req`` for ``purpose``, or a refusal.
+    def identify(self, req: SignedRequest) -> RequesterIdentity:
+        """The requester's live identity, whose Ed25519 key MUST be the one that signed.
 
-        @raise UnauthenticatedError  the key is not the one registered for the account (401)
-        @raise NotFoundError    no such request, or not an offer of this node (404)
-        @raise ForbiddenError        not the requester, not granted, revoked, expired, or
-                                another purpose (403)
+        Run before the nonce is recorded, so a self-made key cannot fill the replay cache.
+
+        @raise UnauthenticatedError  no identity, revoked, or another key (401)
         """
         ident = self._view.identity(req.account)
         if ident is None:
@@ -116,6 +119,27 @@ class GrantChecker:
                 f"the request was signed with a key that IdentityRegistry does not bind to"
                 f" {req.account} (signed by someone else?)"
             )
+        return ident
+
+    def check(
+        self,
+        request_id: int,
+        purpose: str,
+        req: SignedRequest,
+        ident: RequesterIdentity | None = None,
+    ) -> Grant:
+        """The live grant covering ``req`` for ``purpose``, or a refusal.
+
+        @param ident  the result of :meth:`identify` for ``req`` (checked again if None)
+        @raise UnauthenticatedError  the key is not the one registered for the account (401)
+        @raise NotFoundError    no such request, or not an offer of this node (404)
+        @raise ForbiddenError        not the requester, not granted, revoked, expired, or
+                                another purpose (403)
+        """
+        if ident is None:
+            ident = self.identify(req)
+        if not 0 < request_id < 1 << 64:
+            raise NotFoundError(f"no request {request_id} on chain")
         info = self._view.request(request_id)
         if info is None:
             raise NotFoundError(f"no request {request_id} on chain")
@@ -262,33 +286,166 @@ def blob_file(ws: Workspace, digest: str) -> Path:
     return ws.path / "blobs" / "sha256" / digest[:2] / digest
 
 
-def served_dataset(ws: Workspace, manifest_digest: str) -> ServedDataset:
-    """The latest encrypted registration of the dataset with this manifest digest.
+_DB = "provenance.sqlite"
+_DDL = (
+    # Which registration a wrapped key (by its digest) was made from: the owner cannot
+    # tell from the HPKE document, and the same data may be registered under two names
+    # with two keys.
+    "CREATE TABLE IF NOT EXISTS node_wraps (wrapped_digest TEXT PRIMARY KEY,"
+    " dataset_name TEXT NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID",
+    # The registration a grant was first served from, so every later call for that
+    # grant serves the same key and blobs.
+    "CREATE TABLE IF NOT EXISTS node_grant_datasets (request_id INTEGER PRIMARY KEY,"
+    " dataset_name TEXT NOT NULL, version INTEGER NOT NULL)",
+)
+
+
+def _db(ws: Workspace) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(ws.path / _DB, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        for ddl in _DDL:
+            db.execute(ddl)
+    except sqlite3.Error as e:
+        raise WorkspaceError(f"{ws.path / _DB}: {e}") from e
+    return db
+
+
+def record_wrap(ws: Workspace, wrapped_digest: str, name: str, version: int) -> None:
+    """Remember that wrapped key ``wrapped_digest`` wraps the key of ``name`` v``version``."""
+    db = _db(ws)
+    try:
+        db.execute(
+            "INSERT OR REPLACE INTO node_wraps VALUES (?,?,?)", (wrapped_digest, name, version)
+        )
+    finally:
+        db.close()
+
+
+def _registration_for(ws: Workspace, grant: Grant) -> tuple[str, int] | None:
+    """The registration this grant is bound to, if already known."""
+    db = _db(ws)
+    try:
+        row = None
+        if grant.wrapped_key_digest is not None:
+            row = db.execute(
+                "SELECT dataset_name, version FROM node_wraps WHERE wrapped_digest = ?",
+                (grant.wrapped_key_digest,),
+            ).fetchone()
+        if row is None and grant.wrapped_key_digest is not None:
+            # Wrapped outside `share grant` (the API): the owner's stored wraps say which.
+            has = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'encrypted_keys'"
+            ).fetchone()
+            for name, version, doc in db.execute(
+                "SELECT dataset_name, version, wrapped_doc FROM encrypted_keys" if has else
+                "SELECT 1, 1, 1 WHERE 0"
+            ):  # fmt: skip
+                if hashlib.sha256(str(doc).encode()).hexdigest() == grant.wrapped_key_digest:
+                    row = (name, version)
+                    break
+        if row is None:
+            row = db.execute(
+                "SELECT dataset_name, version FROM node_grant_datasets WHERE request_id = ?",
+                (grant.request_id,),
+            ).fetchone()
+    finally:
+        db.close()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def _bind(ws: Workspace, grant: Grant, name: str, version: int) -> None:
+    db = _db(ws)
+    try:
+        db.execute(
+            "INSERT OR IGNORE INTO node_grant_datasets VALUES (?,?,?)",
+            (grant.request_id, name, version),
+        )
+    finally:
+        db.close()
+
+
+class DatasetCache:
+    """Loaded :class:`ServedDataset` by (name, version): a registration never changes."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._limit = limit
+        self._items: dict[tuple[str, int], ServedDataset] = {}
+
+    def get(self, key: tuple[str, int]) -> ServedDataset | None:
+        return self._items.get(key)
+
+    def put(self, key: tuple[str, int], ds: ServedDataset) -> None:
+        if len(self._items) >= self._limit:
+            self._items.pop(next(iter(self._items)))
+        self._items[key] = ds
+
+
+def _load(ws: Workspace, name: str, version: int, manifest_digest: str) -> ServedDataset | None:
+    from .._provenance.datasets import list_datasets
+    from .._provenance.encrypted import encryption_of
+
+    rec = next((r for r in list_datasets(ws, name) if r.version == version), None)
+    if rec is None or rec.manifest_digest != manifest_digest:
+        return None
+    enc = encryption_of(ws, rec.name, rec.version)
+    if enc is None:
+        return None
+    sizes: dict[str, int] = {}
+    for d in (enc.manifest_digest, enc.index_digest, *(f.sealed_sha256 for f in enc.files)):
+        try:
+            sizes[d] = blob_file(ws, d).stat().st_size
+        except OSError as e:
+            raise NotFoundError(f"blob sha256:{d} of dataset {rec.name} is missing") from e
+    files = tuple(
+        {"path": f.path, "sha256": f.sealed_sha256, "size": f.sealed_size} for f in enc.files
+    )
+    return ServedDataset(
+        rec.name, rec.version, rec.manifest_digest, enc.index_digest, rec.index, rec.root,
+        files, sizes,
+    )  # fmt: skip
+
+
+def served_dataset(
+    ws: Workspace,
+    manifest_digest: str,
+    grant: Grant | None = None,
+    cache: DatasetCache | None = None,
+) -> ServedDataset:
+    """The encrypted registration a grant is served from.
+
+    With ``grant``: the registration its wrapped key was made from (``node_wraps``,
+    written by ``share grant``), else the one this grant was first served from, else
+    the latest encrypted registration with that manifest — which is then bound to the
+    grant. Without: the latest encrypted registration.
 
     @raise NotFoundError if no encrypted dataset here has that manifest
     """
     from .._provenance.datasets import list_datasets
-    from .._provenance.encrypted import encryption_of
 
+    def load(key: tuple[str, int]) -> ServedDataset | None:
+        ds = cache.get(key) if cache is not None else None
+        if ds is None:
+            ds = _load(ws, key[0], key[1], manifest_digest)
+            if ds is not None and cache is not None:
+                cache.put(key, ds)
+        return ds
+
+    if grant is not None:
+        bound = _registration_for(ws, grant)
+        if bound is not None:
+            ds = load(bound)
+            if ds is not None:
+                return ds
     for rec in reversed(list_datasets(ws)):
         if rec.manifest_digest != manifest_digest:
             continue
-        enc = encryption_of(ws, rec.name, rec.version)
-        if enc is None:
+        ds = load((rec.name, rec.version))
+        if ds is None:
             continue
-        sizes: dict[str, int] = {}
-        for d in (enc.manifest_digest, enc.index_digest, *(f.sealed_sha256 for f in enc.files)):
-            try:
-                sizes[d] = blob_file(ws, d).stat().st_size
-            except OSError as e:
-                raise NotFoundError(f"blob sha256:{d} of dataset {rec.name} is missing") from e
-        files = tuple(
-            {"path": f.path, "sha256": f.sealed_sha256, "size": f.sealed_size} for f in enc.files
-        )
-        return ServedDataset(
-            rec.name, rec.version, rec.manifest_digest, enc.index_digest, rec.index, rec.root,
-            files, sizes,
-        )  # fmt: skip
+        if grant is not None:
+            _bind(ws, grant, ds.name, ds.version)
+        return ds
     raise NotFoundError(
         f"dataset sha256:{manifest_digest} is not served by this node (not"
         " registered here with --encrypt)"

@@ -378,6 +378,14 @@ def add_dataset(
                 )
         ws.blobs.put(mbytes)
         lh_digest = ws.blobs.put(fp.leaf_hashes) if fp.mode == "records" else None
+        if not encrypt:
+            # A plain dataset's manifest is public on the node's /blob; an encrypted
+            # one's is released only to a live grant (docs/node.md §1).
+            from .._node.public import mark_public
+
+            for public in (mdigest, lh_digest):
+                if public is not None:
+                    mark_public(ws.path, public)
         sealed = None
         if encrypt:
             from . import encrypted
