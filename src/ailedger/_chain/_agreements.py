@@ -8,9 +8,11 @@ new id, read from the transaction's event). A contract refusal raises
 Arguments that the contract could only refuse without a reason (a purpose longer
 than 128 bytes, a digest that is not 32 bytes) are refused here with a ChainError.
 
-Payments are pull-based: grants, refunds and reclaims only *credit* an account
+Payments are pull-based: settlements, refunds and reclaims only *credit* an account
 (:meth:`DataAgreementsClient.balance_of`); :meth:`DataAgreementsClient.withdraw`
-sends the credit.
+sends the credit. A granted price stays in escrow and streams to the owner linearly
+over the grant (:meth:`DataAgreementsClient.settle`); revoking refunds the requester
+the unused part.
 """
 
 from __future__ import annotations
@@ -27,16 +29,18 @@ from ._clients import _Client, _hash32
 
 MAX_PURPOSE_BYTES = 128
 _ZERO32 = b"\x00" * 32
+MAX_RESPONSE_WINDOW = 30 * 86400  # the contract's cap on response_window
+DEFAULT_MIN_DURATION = 86400  # offer(min_duration=None): one day, capped at max_duration
 
 
 class RequestStatus(enum.IntEnum):
     """Where a request is in its life (the contract's ``status`` codes)."""
 
-    PENDING = 1  # escrow held; the owner may grant or reject until the deadline
-    GRANTED = 2  # escrow released to the owner; live until expiry unless revoked
+    PENDING = 1  # escrow held; owner may grant/reject until the deadline, requester may cancel
+    GRANTED = 2  # escrow streams to the owner until expiry; live until expiry unless revoked
     REJECTED = 3  # refunded to the requester
-    RECLAIMED = 4  # the requester took the escrow back after the deadline
-    REVOKED = 5  # was granted; no longer live (no refund)
+    RECLAIMED = 4  # the requester took the escrow back (cancelled, or reclaimed after deadline)
+    REVOKED = 5  # was granted; no longer live (unused part refunded to the requester)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class OfferInfo:
     response_window: int  # seconds the owner has to answer a request
     auto_grant: bool
     open: bool
+    min_duration: int = 0  # shortest grant, seconds (last: keeps positional construction)
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,12 @@ class RequestInfo:
     offer_id: int
     purpose: str
     status: RequestStatus
-    escrow: int  # wei held while pending, else 0
+    escrow: int  # wei still held: all while pending, not-yet-released while granted, else 0
     expiry: int  # unix time the grant stops being live (0 until granted)
     wrapped_key: bytes  # digest of the data key wrapped to the requester (zeros: unset)
     deadline: int  # unix time after which a pending request may be reclaimed
+    paid: int = 0  # wei the requester paid (the offer's price)
+    granted_at: int = 0  # unix time of the grant (0 until granted); the stream starts here
 
     def live_at(self, timestamp: int, purpose: str) -> bool:
         """What ``is_live`` answers in a block with this timestamp (same rules)."""
@@ -133,19 +140,24 @@ class DataAgreementsClient(_Client):
         max_duration: int,
         response_window: int,
         auto_grant: bool = False,
+        min_duration: int | None = None,
     ) -> tuple[int, Receipt]:
         """Offer a dataset (``dataset`` = SHA-256 of its manifest, ``terms`` = SHA-256
-        of a terms document or None) for ``price`` wei per request; grants last at most
-        ``max_duration`` seconds; the owner has ``response_window`` seconds to answer a
-        request. Returns ``(offer_id, receipt)``.
+        of a terms document or None) for ``price`` wei per request; grants last at least
+        ``min_duration`` (None: one day, or ``max_duration`` if shorter) and at most
+        ``max_duration`` seconds; the owner has ``response_window`` seconds (≤ 30 days)
+        to answer a request. Returns ``(offer_id, receipt)``.
         """
+        max_d = _uint(max_duration, "max_duration")
+        min_d = min(DEFAULT_MIN_DURATION, max_d) if min_duration is None else min_duration
         receipt = self._send(
             "offer",
             [
                 _hash32(dataset, "dataset digest"),
                 _ZERO32 if terms is None else _hash32(terms, "terms digest"),
                 _uint(price, "price"),
-                _uint(max_duration, "max_duration"),
+                _uint(min_d, "min_duration"),
+                max_d,
                 _uint(response_window, "response_window"),
                 bool(auto_grant),
             ],
@@ -172,8 +184,9 @@ class DataAgreementsClient(_Client):
 
     def grant(self, request_id: int, expiry: int, wrapped_key: bytes | None = None) -> Receipt:
         """Grant a pending request until unix time ``expiry`` (owner only, before the
-        deadline; ``expiry`` ≤ now + max_duration); ``wrapped_key`` is the digest of the
-        data key wrapped to the requester (None: set later). Releases the escrow.
+        deadline; now + min_duration ≤ ``expiry`` ≤ now + max_duration); ``wrapped_key``
+        is the digest of the data key wrapped to the requester (None: set later). The
+        escrow then streams to the owner until ``expiry`` (see :meth:`settle`).
         """
         key = _ZERO32 if wrapped_key is None else _hash32(wrapped_key, "wrapped key digest")
         return self._send("grant", [_uint(request_id, "request id"), _uint(expiry, "expiry"), key])
@@ -186,8 +199,19 @@ class DataAgreementsClient(_Client):
         """Take back the escrow of an unanswered request after its deadline (requester)."""
         return self._send("reclaim", [_uint(request_id, "request id")])
 
+    def cancel(self, request_id: int) -> Receipt:
+        """Withdraw a pending request at any time (requester); the escrow is refunded."""
+        return self._send("cancel", [_uint(request_id, "request id")])
+
+    def settle(self, request_id: int) -> tuple[int, Receipt]:
+        """Credit a grant's owner the accrued part of its price (anyone may call);
+        returns ``(wei released, receipt)``."""
+        receipt = self._send("settle", [_uint(request_id, "request id")])
+        return int(self._event(receipt, "Settled")["released"]), receipt
+
     def revoke(self, request_id: int) -> Receipt:
-        """Revoke a grant (owner only): not live from this block on; nothing refunded."""
+        """Revoke a grant (owner only): not live from this block on; the owner is
+        credited the accrued part of the price, the requester the rest."""
         return self._send("revoke", [_uint(request_id, "request id")])
 
     def set_wrapped_key(self, request_id: int, wrapped_key: bytes) -> Receipt:
@@ -212,26 +236,33 @@ class DataAgreementsClient(_Client):
     def offer_info(self, offer_id: int) -> OfferInfo | None:
         """An offer, or None if there is no such offer."""
         oid = _uint(offer_id, "offer id")
-        owner, dataset, terms, price, max_d, window, auto, is_open = self._call("offer_info", [oid])
+        owner, dataset, terms, price, min_d, max_d, window, auto, is_open = self._call(
+            "offer_info", [oid]
+        )
         if int(owner, 16) == 0:
             return None
         return OfferInfo(
             oid, owner, bytes(dataset), bytes(terms), int(price), int(max_d), int(window),
-            bool(auto), bool(is_open),
+            bool(auto), bool(is_open), int(min_d),
         )  # fmt: skip
 
     def request_info(self, request_id: int) -> RequestInfo | None:
         """A request, or None if there is no such request."""
         rid = _uint(request_id, "request id")
-        requester, oid, purpose, status, escrow, expiry, key, deadline = self._call(
-            "request_info", [rid]
+        requester, oid, purpose, status, escrow, expiry, key, deadline, paid, granted_at = (
+            self._call("request_info", [rid])
         )
         if int(status) == 0:
             return None
         return RequestInfo(
             rid, requester, int(oid), str(purpose), RequestStatus(int(status)), int(escrow),
-            int(expiry), bytes(key), int(deadline),
+            int(expiry), bytes(key), int(deadline), int(paid), int(granted_at),
         )  # fmt: skip
+
+    def settleable(self, request_id: int) -> int:
+        """Wei of a grant's price accrued to the owner and not yet credited (at the
+        latest block); what :meth:`settle` would release."""
+        return int(self._call("settleable", [_uint(request_id, "request id")]))
 
     def balance_of(self, account: str) -> int:
         """Wei credited to ``account`` and not yet withdrawn."""
@@ -244,7 +275,7 @@ class DataAgreementsClient(_Client):
         return int(self._call("request_count", []))
 
     def total_escrowed(self) -> int:
-        """Wei held for pending requests."""
+        """Wei held in escrow: pending requests and the unreleased part of grants."""
         return int(self._call("total_escrowed", []))
 
     def total_credited(self) -> int:

@@ -78,17 +78,18 @@ def run_share_story(tmp: Path) -> None:
         bytes.fromhex(rec.manifest_digest),
         None,
         price=10**15,
+        min_duration=600,
         max_duration=86400,
         response_window=3600,
     )
-    _ok(f"offer {offer}: 0.001 ETH per request, grants of at most one day")
+    _ok(f"offer {offer}: 0.001 ETH per request, grants of 10 minutes to one day")
     request, _ = da_l.request(offer, "sepsis early-warning research")
     _ok(f"lab requests it for 'sepsis early-warning research' (request {request}, escrowed)")
     ident = hospital.identity_registry().resolve(lab.address)
     if ident is None:
         raise DemoFailedError("the lab has no identity on chain")
     da_h.grant(request, int(time.time()) + 3600)
-    _ok(f"hospital grants request {request} for one hour; the escrow pays the hospital")
+    _ok(f"hospital grants request {request} for one hour; the escrow streams to the hospital")
 
     with _serving(hospital.path) as url:
         console.print(f"  hospital node listening on {url} (tiles, receipts, data gateway)")

@@ -5,23 +5,37 @@
 @notice Agreements to use a dataset, enforced on chain. An owner offers a
         dataset (manifest digest) under terms (digest of a terms document)
         for a price; a requester asks for it for a stated purpose and pays
-        the price into escrow; the owner grants (the escrow is released to
-        the owner, with an expiry and the digest of the data key wrapped to
-        the requester), rejects (the requester is refunded), or lets the
-        response window pass (the requester may reclaim the escrow). A grant
-        can be revoked by the owner: it stops being live from then on.
+        the price into escrow; the owner grants (with an expiry between the
+        offer's min_duration and max_duration from now, and the digest of the
+        data key wrapped to the requester), rejects (the requester is
+        refunded), or lets the response window (at most 30 days) pass (the
+        requester may reclaim the escrow). The requester may cancel a pending
+        request at any time (refunded). A granted price stays in escrow and
+        is streamed to the owner linearly over [granted_at, expiry]; settle()
+        credits the owner what has accrued; revoke() ends the grant, credits
+        the owner the accrued part and refunds the rest to the requester.
 @dev    Payments are pull-based: every release or refund is credited to an
         account and sent only by withdraw(), which clears the credit before
-        the transfer and is nonreentrant. Funds are conserved:
-        self.balance == total_escrowed + total_credited (more only if ether
-        is forced in). Ids start at 1; 0 is never an offer or a request.
-        Request status: 1 pending, 2 granted, 3 rejected, 4 reclaimed,
-        5 revoked (0: no such request).
+        the transfer and is nonreentrant. Invariants (funds conservation):
+        (1) self.balance == total_escrowed + total_credited (more only if
+            ether is forced in);
+        (2) total_escrowed == sum of escrow over all requests;
+        (3) per request, paid == escrow + released + refunded, where released
+            (credited to the owner) is never more than
+            paid * (min(now, expiry) - granted_at) / (expiry - granted_at)
+            and refunded (credited to the requester) is non-zero only once
+            the request is rejected, reclaimed/cancelled or revoked, after
+            which escrow is 0 and nothing moves again.
+        Ids start at 1; 0 is never an offer or a request.
+        Request status: 1 pending, 2 granted, 3 rejected, 4 reclaimed (after
+        the deadline, or cancelled before it), 5 revoked (0: no such request).
 """
 
 MAX_PURPOSE: constant(uint256) = 128
 # 100 years: bounds every period so now + period can never overflow.
 MAX_PERIOD: constant(uint256) = 3155760000
+# 30 days: the longest a requester's escrow can wait for an answer.
+MAX_WINDOW: constant(uint256) = 2592000
 
 PENDING: constant(uint8) = 1
 GRANTED: constant(uint8) = 2
@@ -35,6 +49,7 @@ struct Offer:
     dataset: bytes32
     terms: bytes32
     price: uint256
+    min_duration: uint256
     max_duration: uint256
     response_window: uint256
     auto_grant: bool
@@ -50,6 +65,8 @@ struct Request:
     expiry: uint256
     wrapped_key: bytes32
     deadline: uint256
+    paid: uint256
+    granted_at: uint256
 
 
 event OfferCreated:
@@ -58,6 +75,7 @@ event OfferCreated:
     dataset: indexed(bytes32)
     terms: bytes32
     price: uint256
+    min_duration: uint256
     max_duration: uint256
     response_window: uint256
     auto_grant: bool
@@ -83,7 +101,7 @@ event Granted:
     requester: indexed(address)
     expiry: uint256
     wrapped_key: bytes32
-    released: uint256
+    streamed: uint256
 
 
 event Rejected:
@@ -100,10 +118,26 @@ event Reclaimed:
     refunded: uint256
 
 
+event Cancelled:
+    request_id: indexed(uint256)
+    offer_id: indexed(uint256)
+    requester: indexed(address)
+    refunded: uint256
+
+
+event Settled:
+    request_id: indexed(uint256)
+    offer_id: indexed(uint256)
+    owner: indexed(address)
+    released: uint256
+
+
 event Revoked:
     request_id: indexed(uint256)
     offer_id: indexed(uint256)
     requester: indexed(address)
+    released: uint256
+    refunded: uint256
 
 
 event WrappedKeySet:
@@ -153,12 +187,41 @@ def _owned_request(request_id: uint256) -> (Request, Offer):
     return req, off
 
 
+@internal
+@view
+def _settleable(req: Request) -> uint256:
+    # Wei of a grant's escrow the owner has earned and not yet been credited:
+    # paid * elapsed / length, elapsed capped at the grant's length, minus what
+    # was released before (paid - escrow: a granted request has refunded
+    # nothing). Rounds down, so the owner is never credited ahead of time; at
+    # expiry the accrual is exactly paid, so the whole escrow is released.
+    if req.status != GRANTED:
+        return 0
+    end: uint256 = min(block.timestamp, req.expiry)
+    accrued: uint256 = req.paid * (end - req.granted_at) // (req.expiry - req.granted_at)
+    return accrued - (req.paid - req.escrow)
+
+
+@internal
+def _settle(request_id: uint256, req: Request, owner: address) -> uint256:
+    # Credit the owner what has accrued; returns the wei released.
+    amount: uint256 = self._settleable(req)
+    if amount == 0:
+        return 0
+    self._requests[request_id].escrow = req.escrow - amount
+    self.total_escrowed -= amount
+    log Settled(request_id=request_id, offer_id=req.offer_id, owner=owner, released=amount)
+    self._credit(owner, amount)
+    return amount
+
+
 @external
 @nonreentrant
 def offer(
     dataset: bytes32,
     terms: bytes32,
     price: uint256,
+    min_duration: uint256,
     max_duration: uint256,
     response_window: uint256,
     auto_grant: bool,
@@ -168,18 +231,22 @@ def offer(
     @param dataset SHA-256 of the dataset manifest (non-zero).
     @param terms SHA-256 of the terms document (zero: no terms document).
     @param price Wei a requester pays per request (may be zero).
+    @param min_duration Shortest grant, in seconds (1 .. max_duration): the
+           requester pays for at least this long.
     @param max_duration Longest grant, in seconds (1 .. 100 years).
     @param response_window Seconds the owner has to answer a request before
-           the requester may reclaim the escrow (1 .. 100 years).
-    @param auto_grant Grant every request at once, for max_duration, and
-           credit the price to the owner.
+           the requester may reclaim the escrow (1 .. 30 days).
+    @param auto_grant Grant every request at once, for max_duration (the
+           price is streamed to the owner over the grant).
     @return The offer id (from 1).
     """
     assert dataset != empty(bytes32), "DataAgreements: empty dataset digest"
     assert max_duration > 0, "DataAgreements: max_duration must be positive"
+    assert min_duration > 0, "DataAgreements: min_duration must be positive"
     assert max_duration <= MAX_PERIOD, "DataAgreements: max_duration too long"
+    assert min_duration <= max_duration, "DataAgreements: min_duration exceeds max_duration"
     assert response_window > 0, "DataAgreements: response_window must be positive"
-    assert response_window <= MAX_PERIOD, "DataAgreements: response_window too long"
+    assert response_window <= MAX_WINDOW, "DataAgreements: response_window too long"
     offer_id: uint256 = self.offer_count + 1
     self.offer_count = offer_id
     self._offers[offer_id] = Offer(
@@ -187,6 +254,7 @@ def offer(
         dataset=dataset,
         terms=terms,
         price=price,
+        min_duration=min_duration,
         max_duration=max_duration,
         response_window=response_window,
         auto_grant=auto_grant,
@@ -198,6 +266,7 @@ def offer(
         dataset=dataset,
         terms=terms,
         price=price,
+        min_duration=min_duration,
         max_duration=max_duration,
         response_window=response_window,
         auto_grant=auto_grant,
@@ -229,11 +298,11 @@ def close_offer(offer_id: uint256):
 def request(offer_id: uint256, purpose: String[MAX_PURPOSE]) -> uint256:
     """
     @notice Request an open offer for a purpose, paying exactly its price.
-            The payment is held in escrow until the owner grants (released
-            to the owner), rejects (refunded) or the response window passes
-            (the requester may reclaim it). If the offer auto-grants, the
-            request is granted at once for the offer's max_duration and the
-            price is credited to the owner.
+            The payment is held in escrow: while pending, the owner may grant
+            or reject (refunded), the requester may cancel (refunded), and
+            after the response window the requester may reclaim it. If the
+            offer auto-grants, the request is granted at once for the offer's
+            max_duration and the price is streamed to the owner over it.
     @param offer_id The offer.
     @param purpose What the data will be used for (1 .. 128 bytes); a grant
            is live only for exactly this purpose.
@@ -248,54 +317,42 @@ def request(offer_id: uint256, purpose: String[MAX_PURPOSE]) -> uint256:
     request_id: uint256 = self.request_count + 1
     self.request_count = request_id
     deadline: uint256 = block.timestamp + off.response_window
+    status: uint8 = PENDING
+    expiry: uint256 = 0
+    granted_at: uint256 = 0
     if off.auto_grant:
-        expiry: uint256 = block.timestamp + off.max_duration
-        self._requests[request_id] = Request(
-            requester=msg.sender,
-            offer_id=offer_id,
-            purpose=purpose,
-            status=GRANTED,
-            escrow=0,
-            expiry=expiry,
-            wrapped_key=empty(bytes32),
-            deadline=deadline,
-        )
-        log Requested(
-            request_id=request_id,
-            offer_id=offer_id,
-            requester=msg.sender,
-            purpose=purpose,
-            paid=msg.value,
-            deadline=deadline,
-        )
+        status = GRANTED
+        expiry = block.timestamp + off.max_duration
+        granted_at = block.timestamp
+    self._requests[request_id] = Request(
+        requester=msg.sender,
+        offer_id=offer_id,
+        purpose=purpose,
+        status=status,
+        escrow=msg.value,
+        expiry=expiry,
+        wrapped_key=empty(bytes32),
+        deadline=deadline,
+        paid=msg.value,
+        granted_at=granted_at,
+    )
+    self.total_escrowed += msg.value
+    log Requested(
+        request_id=request_id,
+        offer_id=offer_id,
+        requester=msg.sender,
+        purpose=purpose,
+        paid=msg.value,
+        deadline=deadline,
+    )
+    if off.auto_grant:
         log Granted(
             request_id=request_id,
             offer_id=offer_id,
             requester=msg.sender,
             expiry=expiry,
             wrapped_key=empty(bytes32),
-            released=msg.value,
-        )
-        self._credit(off.owner, msg.value)
-    else:
-        self._requests[request_id] = Request(
-            requester=msg.sender,
-            offer_id=offer_id,
-            purpose=purpose,
-            status=PENDING,
-            escrow=msg.value,
-            expiry=0,
-            wrapped_key=empty(bytes32),
-            deadline=deadline,
-        )
-        self.total_escrowed += msg.value
-        log Requested(
-            request_id=request_id,
-            offer_id=offer_id,
-            requester=msg.sender,
-            purpose=purpose,
-            paid=msg.value,
-            deadline=deadline,
+            streamed=msg.value,
         )
     return request_id
 
@@ -305,10 +362,11 @@ def request(offer_id: uint256, purpose: String[MAX_PURPOSE]) -> uint256:
 def grant(request_id: uint256, expiry: uint256, wrapped_key: bytes32):
     """
     @notice Grant a pending request. Offer owner only, within the response
-            window. Releases the escrow to the owner (credited; see withdraw).
+            window. The escrow stays in the contract and is streamed to the
+            owner linearly from now to expiry (see settle, revoke).
     @param request_id The request.
-    @param expiry Unix time the grant stops being live: after now and at
-           most now + the offer's max_duration.
+    @param expiry Unix time the grant stops being live: at least now + the
+           offer's min_duration and at most now + its max_duration.
     @param wrapped_key Digest of the data key wrapped to the requester
            (zero: set later with set_wrapped_key).
     """
@@ -317,22 +375,20 @@ def grant(request_id: uint256, expiry: uint256, wrapped_key: bytes32):
     req, off = self._owned_request(request_id)
     assert req.status == PENDING, "DataAgreements: request not pending"
     assert block.timestamp <= req.deadline, "DataAgreements: response window closed"
-    assert expiry > block.timestamp, "DataAgreements: expiry not in the future"
+    assert expiry >= block.timestamp + off.min_duration, "DataAgreements: expiry before min_duration"
     assert expiry <= block.timestamp + off.max_duration, "DataAgreements: expiry beyond max_duration"
     self._requests[request_id].status = GRANTED
-    self._requests[request_id].escrow = 0
     self._requests[request_id].expiry = expiry
     self._requests[request_id].wrapped_key = wrapped_key
-    self.total_escrowed -= req.escrow
+    self._requests[request_id].granted_at = block.timestamp
     log Granted(
         request_id=request_id,
         offer_id=req.offer_id,
         requester=req.requester,
         expiry=expiry,
         wrapped_key=wrapped_key,
-        released=req.escrow,
+        streamed=req.escrow,
     )
-    self._credit(off.owner, req.escrow)
 
 
 @external
@@ -357,6 +413,26 @@ def reject(request_id: uint256):
     self._credit(req.requester, req.escrow)
 
 
+@internal
+@view
+def _requester_pending(request_id: uint256) -> Request:
+    # The request, checked to exist, to be the caller's and to be pending.
+    req: Request = self._requests[request_id]
+    assert req.status != 0, "DataAgreements: unknown request"
+    assert msg.sender == req.requester, "DataAgreements: not requester"
+    assert req.status == PENDING, "DataAgreements: request not pending"
+    return req
+
+
+@internal
+def _refund_pending(request_id: uint256, req: Request):
+    # End a pending request as reclaimed and credit its escrow back.
+    self._requests[request_id].status = RECLAIMED
+    self._requests[request_id].escrow = 0
+    self.total_escrowed -= req.escrow
+    self._credit(req.requester, req.escrow)
+
+
 @external
 @nonreentrant
 def reclaim(request_id: uint256):
@@ -366,18 +442,46 @@ def reclaim(request_id: uint256):
             time + the offer's response_window). Credited; see withdraw.
     @param request_id The request.
     """
-    req: Request = self._requests[request_id]
-    assert req.status != 0, "DataAgreements: unknown request"
-    assert msg.sender == req.requester, "DataAgreements: not requester"
-    assert req.status == PENDING, "DataAgreements: request not pending"
+    req: Request = self._requester_pending(request_id)
     assert block.timestamp > req.deadline, "DataAgreements: response window still open"
-    self._requests[request_id].status = RECLAIMED
-    self._requests[request_id].escrow = 0
-    self.total_escrowed -= req.escrow
     log Reclaimed(
         request_id=request_id, offer_id=req.offer_id, requester=req.requester, refunded=req.escrow
     )
-    self._credit(req.requester, req.escrow)
+    self._refund_pending(request_id, req)
+
+
+@external
+@nonreentrant
+def cancel(request_id: uint256):
+    """
+    @notice Withdraw a pending request at any time, before or after the
+            deadline: the whole escrow is refunded (credited; see withdraw)
+            and the request ends as reclaimed (status 4). Requester only,
+            pending only.
+    @param request_id The request.
+    """
+    req: Request = self._requester_pending(request_id)
+    log Cancelled(
+        request_id=request_id, offer_id=req.offer_id, requester=req.requester, refunded=req.escrow
+    )
+    self._refund_pending(request_id, req)
+
+
+@external
+@nonreentrant
+def settle(request_id: uint256):
+    """
+    @notice Credit a grant's owner the part of the price that has accrued:
+            price * (min(now, expiry) - granted_at) / (expiry - granted_at),
+            less what was credited before. Anyone may call it (it only pays
+            the owner what is due); after expiry it releases the whole rest.
+    @param request_id The granted request.
+    """
+    req: Request = self._requests[request_id]
+    assert req.status != 0, "DataAgreements: unknown request"
+    assert req.status == GRANTED, "DataAgreements: request not granted"
+    owner: address = self._offers[req.offer_id].owner
+    assert self._settle(request_id, req, owner) > 0, "DataAgreements: nothing to settle"
 
 
 @external
@@ -385,8 +489,9 @@ def reclaim(request_id: uint256):
 def revoke(request_id: uint256):
     """
     @notice Revoke a grant: from this block on it is no longer live. Offer
-            owner only, granted requests only. Nothing is refunded: the
-            price paid for the grant stays with the owner, and what the
+            owner only, granted requests only. The owner is credited the part
+            of the price accrued up to now, and the requester is refunded the
+            rest (the unused time); after expiry that rest is zero. What the
             grantee already fetched cannot be taken back.
     @param request_id The granted request.
     """
@@ -394,8 +499,19 @@ def revoke(request_id: uint256):
     off: Offer = empty(Offer)
     req, off = self._owned_request(request_id)
     assert req.status == GRANTED, "DataAgreements: request not granted"
+    released: uint256 = self._settle(request_id, req, off.owner)
+    refund: uint256 = req.escrow - released
     self._requests[request_id].status = REVOKED
-    log Revoked(request_id=request_id, offer_id=req.offer_id, requester=req.requester)
+    self._requests[request_id].escrow = 0
+    self.total_escrowed -= refund
+    log Revoked(
+        request_id=request_id,
+        offer_id=req.offer_id,
+        requester=req.requester,
+        released=released,
+        refunded=refund,
+    )
+    self._credit(req.requester, refund)
 
 
 @external
@@ -461,8 +577,9 @@ def offer_info(offer_id: uint256) -> Offer:
     """
     @notice An offer.
     @param offer_id The offer.
-    @return (owner, dataset, terms, price, max_duration, response_window,
-            auto_grant, open); owner is zero if there is no such offer.
+    @return (owner, dataset, terms, price, min_duration, max_duration,
+            response_window, auto_grant, open); owner is zero if there is no
+            such offer.
     """
     return self._offers[offer_id]
 
@@ -474,11 +591,25 @@ def request_info(request_id: uint256) -> Request:
     @notice A request.
     @param request_id The request.
     @return (requester, offer_id, purpose, status, escrow, expiry,
-            wrapped_key, deadline); status 0 if there is no such request,
-            1 pending, 2 granted, 3 rejected, 4 reclaimed, 5 revoked.
-            escrow is the wei held while pending (0 otherwise).
+            wrapped_key, deadline, paid, granted_at); status 0 if there is
+            no such request, 1 pending, 2 granted, 3 rejected, 4 reclaimed
+            (or cancelled), 5 revoked. escrow is the wei still held: all of
+            paid while pending, the part not yet released to the owner while
+            granted, 0 once the request is over. granted_at is 0 until
+            granted.
     """
     return self._requests[request_id]
+
+
+@external
+@view
+def settleable(request_id: uint256) -> uint256:
+    """
+    @notice Wei of a grant's escrow that settle() would credit the owner now.
+    @param request_id The request.
+    @return The accrued, not yet credited wei (0 unless granted).
+    """
+    return self._settleable(self._requests[request_id])
 
 
 @external
