@@ -83,3 +83,27 @@ def test_reject_refunds_and_bad_input(orgs: tuple[Path, Path, Path]) -> None:
     assert "no dataset named" in run(a, "share", "offer", "nope", ok=False)
     assert "unknown offer" in run(b, "share", "request", "9", "--purpose", "x", ok=False)
     run(a, "share", "offer", "wards", "--price", "-1", ok=False)
+
+
+def test_plain_datasets_are_not_offered_and_grants_print_the_capped_end(
+    orgs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    import time
+
+    a, b, _ = orgs
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "x.csv").write_text("a\n1\n")
+    run(a, "data", "add", str(plain), "--name", "plain")
+    err = run(a, "share", "offer", "plain", ok=False)
+    assert "not encrypted" in err and "--encrypt" in err
+    assert "offer 1" in run(a, "share", "offer", "wards", "--max-days", "30")
+    run(b, "share", "request", "1", "--purpose", "p")
+    out = run(a, "share", "grant", "1", "--days", "1000")
+    until = out.rsplit("until ", 1)[1].strip()
+    end = time.mktime(time.strptime(until, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    assert end <= time.time() + 30 * 86400 + 5
+    ws_b = ailedger.Workspace.open(b)
+    info = ws_b.agreements().request_info(1)
+    assert info is not None and abs(info.expiry - end) <= 1
+    ws_b.close()
