@@ -1,5 +1,6 @@
-"""Chain benchmark: anchor() gas by tree size, anchors/s on both backends, and
-DataAgreements gas per function (next to a plain 21,000-gas transfer).
+"""Chain benchmark: anchor() gas by tree size, anchors/s on both backends,
+DataAgreements gas per function (next to a plain 21,000-gas transfer), and
+SwarmRounds gas per function by swarm size.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_chain.py [--runs 5] [--anchors 40]
 
@@ -34,6 +35,7 @@ from ailedger._chain import (
     DataAgreementsClient,
     EmbeddedBackend,
     RpcBackend,
+    SwarmRoundsClient,
     deploy_all,
 )
 from ailedger._chain._backend import ChainBackend
@@ -187,6 +189,69 @@ def agreements_gas(backend: ChainBackend) -> list[tuple[str, int]]:
     return rows
 
 
+def _pass_time(backend: ChainBackend, funder: object, seconds: int) -> None:
+    """Move chain time on by ``seconds``: anvil jumps its clock; the embedded chain
+    stamps each block at least 1 s after its parent, so mining blocks is enough."""
+    if isinstance(backend, RpcBackend):
+        import requests
+
+        for method, params in (("evm_increaseTime", [seconds]), ("evm_mine", [])):
+            requests.post(backend.url, json={"jsonrpc": "2.0", "id": 1, "method": method,
+                                             "params": params}, timeout=10)  # fmt: skip
+        return
+    for _ in range(seconds + 1):
+        backend.send_value(funder, "0x" + "11" * 20, 1)  # type: ignore[arg-type]
+
+
+def swarm_gas(backend: ChainBackend, n: int) -> list[tuple[str, int]]:
+    """Gas of every SwarmRounds function for a swarm of ``n`` members (quorum n//2+1).
+    Finalising submissions and close_round loop over the members: the worst case is
+    measured (every member committed and submitted; every member missed)."""
+    accts = [Account.create() for _ in range(n + 1)]
+    for a in accts:
+        if isinstance(backend, EmbeddedBackend):
+            backend.fund(a.address)
+        else:
+            backend.send_value(Account.from_key(ANVIL_KEY), a.address, 10**19)
+    dep = deploy_all(backend, accts[0])
+    cs = [SwarmRoundsClient(backend, dep.contracts["SwarmRounds"], a) for a in accts]
+    members = [a.address for a in accts[1:]]
+    spec = hashlib.sha256(b"spec").digest()
+    quorum = n // 2 + 1
+    rows: list[tuple[str, int]] = []
+    sid, rc = cs[0].create_swarm(spec, 2, (n - 1) // 2, members, quorum, 3600, 3600)
+    rows.append(("create_swarm (first)", rc.gas_used))
+    sid2, rc = cs[0].create_swarm(spec, 0, 0, members, quorum, 1, 1)
+    rows.append(("create_swarm", rc.gas_used))
+    url = "http://node.example.org:8750"
+    rows.append(("join (first member)", cs[1].join(sid, url).gas_used))
+    for c in cs[2:-1]:
+        c.join(sid, url)
+    rows.append(("join (URL update)", cs[1].join(sid, url + "/").gas_used))
+    rows.append(("join (last member: starts round 0)", cs[-1].join(sid, url).gas_used))
+    upd = [hashlib.sha256(b"u%d" % i).digest() for i in range(n + 1)]
+    rows.append(("commit (first of the round)", cs[1].commit(sid, 0, upd[1], 1000).gas_used))
+    for i in range(2, n + 1):
+        rc = cs[i].commit(sid, 0, upd[i], 1000)
+    rows.append(("commit (last of the round)", rc.gas_used))
+    g = hashlib.sha256(b"global").digest()
+    bad = hashlib.sha256(b"bad").digest()
+    # Every member submits: n - quorum wrong digests first, then the honest ones.
+    for i in range(quorum + 1, n + 1):
+        cs[i].submit_global(sid, 0, bad)
+    rows.append(("submit_global (first)", cs[1].submit_global(sid, 0, g).gas_used))
+    for i in range(2, quorum):
+        cs[i].submit_global(sid, 0, g)
+    rc = cs[quorum].submit_global(sid, 0, g)
+    rows.append((f"submit_global (finalising; {n - quorum} minority)", rc.gas_used))
+    # close_round: every member joined, nobody committed, all n missed.
+    for c in cs[1:]:
+        c.join(sid2, url)
+    _pass_time(backend, accts[0], 3)
+    rows.append((f"close_round ({n} missed)", cs[0].close_round(sid2, 0).gas_used))
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -238,6 +303,17 @@ def main() -> int:
         for i, (fn, gas) in enumerate(rows_e):
             other = f"{rows_r[i][1]:,}" if rows_r is not None else "-"
             print(f"| {fn} | {gas:,} | {other} | {gas / rows_e[0][1]:.1f} |")
+        sizes = (4, 16, 32)
+        print("\n### SwarmRounds gas per function, by swarm size (quorum n/2+1)\n")
+        print("| function | " + " | ".join(f"n={n}" for n in sizes) + " | anvil, n=4 |")
+        print("|---|" + "---:|" * (len(sizes) + 1))
+        per_n = [swarm_gas(embedded, n) for n in sizes]
+        swarm_r = swarm_gas(reg_r.backend, sizes[0]) if reg_r is not None else None
+        for i, (fn, _) in enumerate(per_n[0]):
+            fn = fn.replace(f"{sizes[0] - sizes[0] // 2 - 1} minority", "n/2-1 minority")
+            fn = fn.replace(f"({sizes[0]} missed)", "(n missed)")
+            other = "-" if swarm_r is None else f"{swarm_r[i][1]:,}"
+            print(f"| {fn} | " + " | ".join(f"{rows[i][1]:,}" for rows in per_n) + f" | {other} |")
         print("\n### anchors per second (consecutive anchors of one log, ~2^20 leaves)\n")
         print(f"| backend | median of {args.runs} runs × {args.anchors} anchors | runs |")
         print("|---|---:|---|")
