@@ -569,3 +569,36 @@ def test_unregistered_dataset_dependency_fails(copy: Built) -> None:
         (t.KIND_FILE, "notes.txt"),
     ]
     assert any("file notes.txt sha256:" in w and "no recorded history" in w for w in rep.warnings)
+
+
+def test_shared_dataset_links_to_its_grant(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A dataset received under a grant has its recipient access statement as producer."""
+    from ailedger import Workspace
+    from ailedger._provenance import types as vocab
+    from ailedger._provenance.lineage import WorkspaceSource, build_graph
+    from ailedger._statements import intoto
+
+    ws = Workspace.init(tmp_path / "lab", name="lab")
+    d = "ab" * 32
+    i = ws.record(intoto.statement(
+        [{"name": f"dataset:sha256:{d}", "digest": {"sha256": d}}], vocab.DATA_ACCESS,
+        {"role": "recipient", "dataset": {"root": "00" * 32, "files": 1, "bytes": 3},
+         "provider": {"account": "0x" + "11" * 20, "keyid": "22" * 32, "node": "http://x"},
+         "requester": {"account": ws.address.lower(), "keyid": ws.keyid},
+         "agreement": {"chainId": 1337, "contract": "0x" + "33" * 20, "requestId": 3,
+                       "offerId": 2, "purpose": "training", "expiry": 1767225600},
+         "accessedAt": "2025-01-01T00:00:00.000000Z"},
+    ))  # fmt: skip
+    src = WorkspaceSource(ws)
+    try:
+        g = build_graph(src, d)
+    finally:
+        src.close()
+    assert g.producers == [i]
+    n = g.nodes[i]
+    assert n.kind == "access" and n.time == "2025-01-01T00:00:00.000000Z"
+    assert n.agreement == (
+        "granted under request 3 of offer 2 ('training', until 2026-01-01T00:00:00Z)"
+        f" by 0x{'11' * 20}"
+    )
+    ws.close()

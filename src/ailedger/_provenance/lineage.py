@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,9 @@ DEPENDENCY = "dependency"
 NAME = "name"  # dataset statements: the subject name ("dataset:<name>") in the digest column
 # Statement types whose subjects are *made* by the statement (so they are the
 # artifact's history); any other type's subjects are only *talked about*.
-PRODUCING = frozenset({t.TRAINING, t.DATASET, t.PREDICTIONS})
+# DATA_ACCESS: a dataset received under a DataAgreements grant is "made" here by its
+# access statement, so a model trained on shared data links to its grant.
+PRODUCING = frozenset({t.TRAINING, t.DATASET, t.PREDICTIONS, t.DATA_ACCESS})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 _SCHEMA = """
@@ -333,7 +336,29 @@ class StatementNode:
             t.DATASET: "dataset",
             t.EVALUATION: "evaluation",
             t.PREDICTIONS: "predictions",
+            t.DATA_ACCESS: "access",
         }.get(self.predicate_type, "statement")
+
+    @property
+    def agreement(self) -> str | None:
+        """For a data-access statement: "granted under request N of offer M (purpose,
+        expiry) by <owner>"; None for any other statement."""
+        if self.predicate_type != t.DATA_ACCESS:
+            return None
+        pred = self.predicate
+        a, p = pred.get("agreement"), pred.get("provider")
+        ag: dict[str, Any] = a if isinstance(a, dict) else {}
+        pv: dict[str, Any] = p if isinstance(p, dict) else {}
+        exp = ag.get("expiry")
+        until = (
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))
+            if isinstance(exp, int) and 0 <= exp < 1 << 40
+            else "?"
+        )
+        return (
+            f"granted under request {ag.get('requestId')} of offer {ag.get('offerId')}"
+            f" ({ag.get('purpose')!r}, until {until}) by {pv.get('account')}"
+        )
 
     @property
     def predicate(self) -> dict[str, Any]:
@@ -456,7 +481,12 @@ def _time_of(ptype: str, pred: Mapping[str, Any]) -> str | None:
         if isinstance(md, dict):
             return _str(md.get("finishedOn")) or _str(md.get("startedOn"))
         return None
-    key = {t.DATASET: "registeredAt", t.EVALUATION: "evaluatedAt", t.PREDICTIONS: "to"}.get(ptype)
+    key = {
+        t.DATASET: "registeredAt",
+        t.EVALUATION: "evaluatedAt",
+        t.PREDICTIONS: "to",
+        t.DATA_ACCESS: "accessedAt",
+    }.get(ptype)
     return _str(pred.get(key)) if key else None
 
 
