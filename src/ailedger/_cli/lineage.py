@@ -238,6 +238,8 @@ def _label(n: StatementNode) -> str:
             bits.append(escape(", ".join(f"{k}={v}" for k, v in list(m.items())[:4])))
     elif n.kind == "predictions":
         bits.append(f"{pred.get('count')} predictions")
+    elif n.kind == "access" and n.agreement:
+        bits.append(escape(n.agreement))
     else:
         bits.append(escape(n.predicate_type))
     who = n.signer or (f"keyid {n.keyids[0][:12]}…" if n.keyids else "unsigned")
