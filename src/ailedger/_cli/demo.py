@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import sqlite3
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from .._chain import log_id_of
 from .._log.note import Checkpoint
 from ..errors import ChainError, Error, VerificationError
 
-console = Console(highlight=False, soft_wrap=True)
+# Wide enough for lineage trees when piped (a terminal keeps its own width).
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 
 
 def _step(title: str) -> None:

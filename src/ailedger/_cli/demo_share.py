@@ -24,6 +24,7 @@ from .._provenance.lineage import lineage
 from .._provenance.tracking import track
 from ..errors import Error
 from .demo import DemoFailedError, _caught, _ok, _step, console
+from .lineage import draw
 
 
 @contextmanager
@@ -69,10 +70,9 @@ def run_share_story(tmp: Path) -> None:
         name="icu-admissions",
         license="restricted",
         origin="St Mary ICU, pseudonymised",
-        records=True,
         encrypt=True,
     )
-    _ok(f"dataset icu-admissions encrypted at rest (AES-256-GCM), {rec.leaves} records")
+    _ok(f"dataset icu-admissions encrypted at rest (AES-256-GCM), {rec.bytes:,} bytes")
     da_h, da_l = hospital.agreements(), lab.agreements()
     offer, _ = da_h.offer(
         bytes.fromhex(rec.manifest_digest),
@@ -107,7 +107,8 @@ def run_share_story(tmp: Path) -> None:
             (tmp / "sepsis.model").write_bytes(b"weights trained on icu-admissions")
             run.log_model(tmp / "sepsis.model")
         g = lineage(lab, tmp / "sepsis.model")
-        _ok(f"the lab's model links to the data it was granted ({len(g.nodes)} statements)")
+        _ok("the lab's model links to the grant it was trained under (`ailedger lineage`):")
+        console.print(draw(g))
 
         try:
             fetch(stranger, url, f"request:{request}", tmp / "stranger-data")  # the lab's grant
