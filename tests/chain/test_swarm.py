@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import requests
 from eth_account.signers.local import LocalAccount
 
 from ailedger._chain import (
@@ -23,12 +24,34 @@ from ailedger._chain._backend import checksum
 from ailedger.errors import ChainError
 
 from .conftest import ChainEnv
-from .test_agreements import advance, head_time
 
 SPEC = hashlib.sha256(b"model spec").digest()
 COMMIT = 40  # seconds; long enough for a round's setup on either backend
 SUBMIT = 40
 ZERO = b"\0" * 32
+
+
+def head_time(chain: ChainEnv) -> int:
+    """Timestamp of a freshly mined block: the next transaction's time is at or just after it."""
+    chain.fund("0x" + "11" * 20, 1)
+    return chain.backend.block_timestamp(chain.backend.block_number())
+
+
+def advance(chain: ChainEnv, seconds: int) -> None:
+    """Move chain time forward by at least ``seconds`` (as in test_agreements): anvil
+    jumps its clock; an embedded block is at least 1 s after its parent, so mining
+    blocks is enough (deterministic, no sleeping)."""
+    seconds = max(seconds, 1)
+    start = head_time(chain)
+    if chain.kind == "rpc":
+        url = chain.backend.url  # type: ignore[attr-defined]
+        for method, params in (("evm_increaseTime", [seconds]), ("evm_mine", [])):
+            r = requests.post(
+                url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+            )
+            assert "error" not in r.json(), r.json()
+    while head_time(chain) < start + seconds:
+        pass
 
 
 def h(label: str) -> bytes:
