@@ -1,8 +1,10 @@
 """A stateful model of DataAgreements: random actors make offers, requests with
-exact and wrong payments, grants, rejects, reclaims, revokes, closes and
-withdrawals against the contract on the embedded chain; after every step the
-contract must agree with a Python model and conserve funds
-(contract balance == pending escrows + credited balances)."""
+exact and wrong payments, grants (too short, too long, in range), rejects,
+reclaims, cancels, settlements, revokes, closes and withdrawals against the
+contract on the embedded chain; after every step the contract must agree with a
+Python model and conserve funds: contract balance == escrows + credited balances,
+and for every request paid == escrow + released (to the owner) + refunded (to the
+requester), with released == price × used time / grant length (rounded down)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from hypothesis.stateful import (
 from ailedger._chain import (
     DataAgreementsClient,
     EmbeddedBackend,
+    Receipt,
     RequestStatus,
     TransactionReverted,
     deploy_all,
@@ -35,6 +38,8 @@ from ailedger._chain import (
 N_ACTORS = 4
 SHORT_WINDOW = 2  # seconds: reclaimable after advancing the chain a few blocks
 LONG = 10**6  # a window / duration no test run outlives
+MIN_D = 3  # every offer's min_duration
+SHORT_GRANT = 30  # max_duration of the short-grant offers: their grants expire in a run
 PURPOSES = ("training", "evaluation", "inference")
 _DUMMY = "0x" + "22" * 20
 
@@ -45,6 +50,7 @@ class MOffer:
     price: int
     auto: bool
     window: int
+    max_d: int = LONG
     open: bool = True
 
 
@@ -57,6 +63,15 @@ class MRequest:
     escrow: int
     deadline: int
     expiry: int = 0
+    paid: int = 0
+    granted_at: int = 0
+    released: int = 0  # credited to the offer's owner
+    refunded: int = 0  # credited to the requester
+
+    def accrued(self, t: int) -> int:
+        """The owner's share of the price at time ``t`` (the contract's formula)."""
+        end = min(t, self.expiry)
+        return self.paid * (end - self.granted_at) // (self.expiry - self.granted_at)
 
 
 def actor_st() -> st.SearchStrategy[int]:
@@ -124,28 +139,34 @@ class AgreementsMachine(RuleBasedStateMachine):
     def some_offers(self) -> None:
         # A paid manual offer, a short-window one, and a paid auto-grant one, so
         # requests have something to hit from the first step.
-        self.offer(0, 10**15, False, False)
-        self.offer(1, 1, False, True)
-        self.offer(2, 10**15, True, False)
+        self.offer(0, 10**15, False, False, True)
+        self.offer(1, 1, False, True, False)
+        self.offer(2, 10**15, True, False, True)
+        # …and a pending request and a (short, streaming) auto-grant to act on.
+        self._request(3, 1, "training", 10**15)
+        self._request(3, 3, "inference", 10**15)
 
     @rule(
         who=actor_st(),
         price=st.sampled_from([0, 1, 10**15]),
         auto=st.booleans(),
         short=st.booleans(),
+        short_grant=st.booleans(),
     )
-    def offer(self, who: int, price: int, auto: bool, short: bool) -> None:
+    def offer(self, who: int, price: int, auto: bool, short: bool, short_grant: bool) -> None:
         window = SHORT_WINDOW if short else LONG
+        max_d = SHORT_GRANT if short_grant else LONG
         oid, _ = self.c[who].offer(
             hashlib.sha256(b"%d" % len(self.offers)).digest(),
             None,
             price=price,
-            max_duration=LONG,
+            min_duration=MIN_D,
+            max_duration=max_d,
             response_window=window,
             auto_grant=auto,
         )
         assert oid == len(self.offers) + 1
-        self.offers[oid] = MOffer(who, price, auto, window)
+        self.offers[oid] = MOffer(who, price, auto, window, max_d)
 
     @rule(data=st.data())
     def close_offer(self, data: st.DataObject) -> None:
@@ -192,18 +213,26 @@ class AgreementsMachine(RuleBasedStateMachine):
         out = self.expect(reason, self.c[who].request, oid, purpose, value)
         if reason is None:
             assert off is not None
-            rid, rc = out
-            assert rid == len(self.requests) + 1
-            t = self.backend.block_timestamp(rc.block_number)
-            if off.auto:
-                self.requests[rid] = MRequest(
-                    who, oid, purpose, RequestStatus.GRANTED, 0, t + off.window, t + LONG
-                )
-                self.credits[off.owner] += value
-            else:
-                self.requests[rid] = MRequest(
-                    who, oid, purpose, RequestStatus.PENDING, value, t + off.window
-                )
+            self._record_request(who, oid, purpose, value, *out)
+
+    def _request(self, who: int, oid: int, purpose: str, value: int) -> None:
+        self._record_request(who, oid, purpose, value, *self.c[who].request(oid, purpose, value))
+
+    def _record_request(
+        self, who: int, oid: int, purpose: str, value: int, rid: int, rc: Receipt
+    ) -> None:
+        off = self.offers[oid]
+        assert rid == len(self.requests) + 1
+        t = self.backend.block_timestamp(rc.block_number)
+        if off.auto:
+            self.requests[rid] = MRequest(
+                who, oid, purpose, RequestStatus.GRANTED, value, t + off.window,
+                expiry=t + off.max_d, paid=value, granted_at=t,
+            )  # fmt: skip
+        else:
+            self.requests[rid] = MRequest(
+                who, oid, purpose, RequestStatus.PENDING, value, t + off.window, paid=value
+            )
 
     def _owner_reason(self, who: int, rid: int, status: RequestStatus) -> str | None:
         req = self.requests.get(rid)
@@ -217,8 +246,8 @@ class AgreementsMachine(RuleBasedStateMachine):
             )
         return None
 
-    @rule(data=st.data())
-    def grant(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), length=st.sampled_from(["ok", "ok", "ok", "too short", "too long"]))
+    def grant(self, data: st.DataObject, length: str) -> None:
         rid = self.pick(data, self.requests)  # type: ignore[arg-type]
         who = self.who(data, self.owner_of(rid))
         reason = self._owner_reason(who, rid, RequestStatus.PENDING)
@@ -227,12 +256,21 @@ class AgreementsMachine(RuleBasedStateMachine):
             # A short window is always let run out first: the owner is then too late.
             self.past(req.deadline)
             reason = "response window closed"
-        expiry = self.head() + LONG // 10
-        self.expect(reason, self.c[who].grant, rid, expiry, b"\x01" * 32)
+        max_d = self.offers[req.offer_id].max_d if req is not None else LONG
+        head = self.head()  # the transaction runs a second or so later
+        if length == "too short":
+            expiry = head + 1
+            reason = reason or "expiry before min_duration"
+        elif length == "too long":
+            expiry = head + max_d + 100
+            reason = reason or "expiry beyond max_duration"
+        else:
+            expiry = head + (MIN_D + 10 if max_d == SHORT_GRANT else LONG // 10)
+        out = self.expect(reason, self.c[who].grant, rid, expiry, b"\x01" * 32)
         if reason is None:
             assert req is not None
-            self.credits[self.offers[req.offer_id].owner] += req.escrow
-            req.status, req.escrow, req.expiry = RequestStatus.GRANTED, 0, expiry
+            t = self.backend.block_timestamp(out.block_number)
+            req.status, req.expiry, req.granted_at = RequestStatus.GRANTED, expiry, t
 
     @rule(data=st.data())
     def reject(self, data: st.DataObject) -> None:
@@ -243,6 +281,7 @@ class AgreementsMachine(RuleBasedStateMachine):
         if reason is None:
             req = self.requests[rid]
             self.credits[req.requester] += req.escrow
+            req.refunded += req.escrow
             req.status, req.escrow = RequestStatus.REJECTED, 0
 
     @rule(data=st.data())
@@ -265,16 +304,81 @@ class AgreementsMachine(RuleBasedStateMachine):
         if reason is None:
             assert req is not None
             self.credits[who] += req.escrow
+            req.refunded += req.escrow
             req.status, req.escrow = RequestStatus.RECLAIMED, 0
+
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        rid = self.pick(data, self.requests)  # type: ignore[arg-type]
+        req = self.requests.get(rid)
+        who = self.who(data, req.requester if req else None)
+        if req is None:
+            reason: str | None = "unknown request"
+        elif req.requester != who:
+            reason = "not requester"
+        elif req.status is not RequestStatus.PENDING:
+            reason = "request not pending"
+        else:
+            reason = None  # any time, inside the response window or after it
+        self.expect(reason, self.c[who].cancel, rid)
+        if reason is None:
+            assert req is not None
+            self.credits[who] += req.escrow
+            req.refunded += req.escrow
+            req.status, req.escrow = RequestStatus.RECLAIMED, 0
+
+    @rule(data=st.data(), wait=st.booleans())
+    def settle(self, data: st.DataObject, wait: bool) -> None:
+        rid = self.pick(data, self.requests)  # type: ignore[arg-type]
+        req = self.requests.get(rid)
+        who = data.draw(actor_st())  # anyone may settle; only the owner is paid
+        if req is None:
+            reason: str | None = "unknown request"
+        elif req.status is not RequestStatus.GRANTED:
+            reason = "request not granted"
+        elif req.released == req.paid:
+            reason = "nothing to settle"  # free, or fully released
+        else:
+            if wait and req.expiry - req.granted_at <= SHORT_GRANT:
+                self.past(req.expiry)  # let a short grant run out: the rest is due
+            # Whether anything accrued since the last settlement depends on the
+            # second the transaction lands in: accept both, check whichever happens.
+            try:
+                released, rc = self.c[who].settle(rid)
+            except TransactionReverted as e:
+                assert str(e) == "DataAgreements: nothing to settle"
+                event("settle: nothing accrued yet")
+                assert req.accrued(self.head()) == req.released
+                return
+            event("settle: ok")
+            t = self.backend.block_timestamp(rc.block_number)
+            assert released == req.accrued(t) - req.released > 0
+            self._release(req, released)
+            return
+        self.expect(reason, self.c[who].settle, rid)
+
+    def _release(self, req: MRequest, amount: int) -> None:
+        self.credits[self.offers[req.offer_id].owner] += amount
+        req.released += amount
+        req.escrow -= amount
 
     @rule(data=st.data())
     def revoke(self, data: st.DataObject) -> None:
         rid = self.pick(data, self.requests)  # type: ignore[arg-type]
         who = self.who(data, self.owner_of(rid))
         reason = self._owner_reason(who, rid, RequestStatus.GRANTED)
-        self.expect(reason, self.c[who].revoke, rid)
+        rc = self.expect(reason, self.c[who].revoke, rid)
         if reason is None:
-            self.requests[rid].status = RequestStatus.REVOKED
+            req = self.requests[rid]
+            t = self.backend.block_timestamp(rc.block_number)
+            owner_due = req.accrued(t) - req.released
+            refund = req.paid - req.accrued(t)
+            ev = self.c[0]._event(rc, "Revoked")
+            assert (ev["released"], ev["refunded"]) == (owner_due, refund)
+            self._release(req, owner_due)
+            self.credits[req.requester] += refund
+            req.refunded += refund
+            req.status, req.escrow = RequestStatus.REVOKED, 0
 
     @rule(who=st.integers(0, N_ACTORS - 1))
     def withdraw(self, who: int) -> None:
@@ -291,7 +395,10 @@ class AgreementsMachine(RuleBasedStateMachine):
     def liveness(self, data: st.DataObject) -> None:
         rid = data.draw(st.sampled_from(sorted(self.requests)))
         req = self.requests[rid]
-        granted = req.status is RequestStatus.GRANTED  # expiries are far in the future
+        head = self.head()
+        if req.status is RequestStatus.GRANTED and head - 2 < req.expiry <= head + 2:
+            return  # a view may run at the head's time or just after: too close to call
+        granted = req.status is RequestStatus.GRANTED and head < req.expiry
         for purpose in PURPOSES:
             assert self.c[0].is_live(rid, purpose) == (granted and purpose == req.purpose)
 
@@ -306,6 +413,14 @@ class AgreementsMachine(RuleBasedStateMachine):
         assert self.backend.balance(c.address) == escrowed + credited
         for i, a in enumerate(self.actors):
             assert c.balance_of(a.address) == self.credits[i]
+        for req in self.requests.values():
+            # Every wei paid is in exactly one place; the owner never gets more
+            # than has accrued, and a finished request holds nothing.
+            assert req.paid == req.escrow + req.released + req.refunded
+            if req.status is RequestStatus.GRANTED:
+                assert req.refunded == 0 and req.released <= req.accrued(self.head() + 1)
+            elif req.status is not RequestStatus.PENDING:
+                assert req.escrow == 0
 
     @invariant()
     def contract_matches_model(self) -> None:
@@ -321,6 +436,7 @@ class AgreementsMachine(RuleBasedStateMachine):
                 off.auto,
                 off.open,
             )
+            assert (info.min_duration, info.max_duration) == (MIN_D, off.max_d)
         for rid, req in self.requests.items():
             got = c.request_info(rid)
             assert got is not None
@@ -332,6 +448,7 @@ class AgreementsMachine(RuleBasedStateMachine):
                 req.escrow,
             )
             assert got.deadline == req.deadline
+            assert (got.paid, got.granted_at) == (req.paid, req.granted_at)
             if req.expiry:
                 assert got.expiry == req.expiry
 
