@@ -67,7 +67,9 @@ def test_offer_request_grant_revoke_and_payment(orgs: tuple[Path, Path, Path]) -
         unwrap_key(doc, ws_a._identity.x25519, dataset_digest=rec.manifest_digest)
     assert "revoked grant 1" in run(a, "share", "revoke", "1")
     assert not da.is_live(1, "sepsis research")
-    assert "withdrew 1000 wei" in run(a, "share", "withdraw")
+    # revoked seconds into a 2-day grant: the unused time (all 1000 wei, rounded) is refunded
+    assert "withdrew 1000 wei" in run(b, "share", "withdraw")
+    assert "nothing to withdraw" in run(a, "share", "withdraw", ok=False)
     assert "revoked" in run(b, "share", "list")
     ws_a.close()
     ws_b.close()
