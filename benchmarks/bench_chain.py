@@ -158,12 +158,12 @@ def agreements_gas(backend: ChainBackend) -> list[tuple[str, int]]:
     rows: list[tuple[str, int]] = []
     transfer = backend.send_value(accts[0], accts[1].address, 1).gas_used
     rows.append(("(baseline) plain transfer", transfer))
-    oid, rc = owner.offer(ds, ds, price=10**15, max_duration=day, response_window=day)
+    terms = {"price": 10**15, "min_duration": 60, "max_duration": day, "response_window": day}
+    oid, rc = owner.offer(ds, ds, **terms)  # type: ignore[arg-type]
     rows.append(("offer (first)", rc.gas_used))
-    oid2, rc = owner.offer(ds, ds, price=10**15, max_duration=day, response_window=day)
+    oid2, rc = owner.offer(ds, ds, **terms)  # type: ignore[arg-type]
     rows.append(("offer", rc.gas_used))
-    auto, _ = owner.offer(ds, None, price=10**15, max_duration=day, response_window=day,
-                          auto_grant=True)  # fmt: skip
+    auto, _ = owner.offer(ds, None, auto_grant=True, **terms)  # type: ignore[arg-type]
     purpose = "training a fraud classifier"  # 27 bytes: one storage word
     r1, rc = req.request(oid, purpose)
     rows.append(("request (first, escrowed)", rc.gas_used))
@@ -174,15 +174,21 @@ def agreements_gas(backend: ChainBackend) -> list[tuple[str, int]]:
     rows.append(("request (128-byte purpose)", rc.gas_used))
     now = backend.block_timestamp(backend.block_number())
     rc = owner.grant(r1, now + 3600, key)
-    rows.append(("grant (owner's first credit)", rc.gas_used))
+    rows.append(("grant (first)", rc.gas_used))
     rc = owner.grant(r2, now + 3600, key)
     rows.append(("grant", rc.gas_used))
+    r6, _ = req.request(oid, purpose)
+    rows.append(("cancel (requester's first credit)", req.cancel(r6).gas_used))
+    _pass_time(backend, accts[0], 2)
+    rows.append(("settle (owner's first credit)", req.settle(r2)[1].gas_used))
+    _pass_time(backend, accts[0], 1)
+    rows.append(("settle (again)", req.settle(r2)[1].gas_used))
     r5, rc = req.request(auto, purpose)
     rows.append(("request (auto-grant)", rc.gas_used))
     rows.append(("set_wrapped_key", owner.set_wrapped_key(r5, key).gas_used))
-    rows.append(("reject (requester's first credit)", owner.reject(r3).gas_used))
-    rows.append(("reject", owner.reject(r4).gas_used))
-    rows.append(("revoke", owner.revoke(r1).gas_used))
+    rows.append(("reject", owner.reject(r3).gas_used))
+    rows.append(("reject (128-byte purpose)", owner.reject(r4).gas_used))
+    rows.append(("revoke (settles, refunds the rest)", owner.revoke(r1).gas_used))
     rows.append(("close_offer", owner.close_offer(oid2).gas_used))
     rows.append(("withdraw (owner, EOA)", owner.withdraw()[1].gas_used))
     rows.append(("withdraw (requester, EOA)", req.withdraw()[1].gas_used))
