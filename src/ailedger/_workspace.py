@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         DataAgreementsClient,
         Deployment,
         IdentityRegistryClient,
+        SwarmRoundsClient,
     )
     from ._provenance.predictions import PredictionLogger
 
@@ -436,6 +437,19 @@ class Workspace:
             dep.save(self._path / "deployment.json")
         self.registry()  # validates the deployment once per session
         return DataAgreementsClient(self.chain, dep.contracts["DataAgreements"], self.account)
+
+    def swarm_rounds(self) -> SwarmRoundsClient:
+        """The SwarmRounds client, deploying the contract if this deployment predates it."""
+        from ._chain import SwarmRoundsClient, deploy_missing
+
+        dep = self.deployment
+        if "SwarmRounds" not in dep.contracts:
+            dep = deploy_missing(self.chain, self.account, dep)
+            self.chain_config["deployment"] = dep.as_dict()
+            self._save_config()
+            dep.save(self._path / "deployment.json")
+        self.registry()  # validates the deployment once per session
+        return SwarmRoundsClient(self.chain, dep.contracts["SwarmRounds"], self.account)
 
     def unwrap_key(self, wrapped_doc: str, dataset_digest: str | None = None) -> bytes:
         """Open a data key wrapped (HPKE) to this workspace's X25519 key."""

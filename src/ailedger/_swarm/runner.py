@@ -1,0 +1,453 @@
+"""A swarm member's round loop: train, publish, commit, fetch, aggregate, submit, record.
+
+One :class:`SwarmMember` drives one workspace's part in one ``SwarmRounds`` swarm. Each
+:meth:`SwarmMember.step` runs one round of the protocol in docs/swarm.md and records ONE
+``FEDERATED_ROUND`` statement in the member's own log. Nothing here trusts a peer: every
+update is checked against the digest its author committed on chain, and the global model
+is whatever digest a quorum agreed on (fetched from a supporter if ours differs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import ChainError, Error, InputError, NotFoundError, VerificationError
+from . import params as pm
+from .aggregate import aggregate_with_report, rule_spec
+from .dp import Accountant, DPConfig, privatize
+
+if TYPE_CHECKING:
+    from .._chain import RoundInfo, RoundOutcome, SwarmInfo, SwarmRoundsClient
+    from .._workspace import Workspace
+
+Params = pm.Params
+TrainFn = Callable[[Params, int], tuple[Params, int]]
+FetchFn = Callable[[str, str], bytes | None]
+
+RULE_NAMES = ("fedavg", "median", "trimmed_mean", "krum")  # index = contract rule code
+
+
+def http_fetch(node_url: str, digest: str, *, timeout: float = 10.0) -> bytes | None:
+    """GET ``<node_url>/blob/sha256/<digest>``; None when the node does not serve it.
+
+    @raise Error: the node could not be reached (the caller records why it skipped).
+    """
+    import httpx
+
+    try:
+        r = httpx.get(f"{node_url.rstrip('/')}/blob/sha256/{digest}", timeout=timeout)
+    except httpx.HTTPError as e:
+        raise ChainError(f"node {node_url} unreachable: {type(e).__name__}") from None
+    if r.status_code == 404:
+        return None
+    if r.status_code != 200:
+        raise ChainError(f"node {node_url} answered HTTP {r.status_code}")
+    return r.content
+
+
+def rule_of(info: SwarmInfo) -> tuple[str, object]:
+    """The library rule name and parameter for a swarm's on-chain rule code and param."""
+    name = RULE_NAMES[int(info.rule)]
+    return name, (None if name in ("fedavg", "median") else int(info.rule_param))
+
+
+def publish(ws: Workspace, data: bytes) -> str:
+    """Store ``data`` in the blob store and declare it servable on the node's ``/blob``."""
+    from .._node.public import mark_public
+
+    d = ws.blobs.put(data)
+    mark_public(ws.path, d)
+    return d
+
+
+@dataclass
+class RoundResult:
+    """What one :meth:`SwarmMember.step` did.
+
+    @param status: ``finalized`` or ``failed``.
+    @param global_digest: the global model after the round (the agreed one, or the previous
+        one if the round failed).
+    @param submitted: the digest this member submitted (None if it could not submit).
+    @param used / skipped: peers' update digests used; ``{member: reason}`` left out.
+    @param statement_index: log index of the FEDERATED_ROUND statement.
+    """
+
+    round: int
+    status: str
+    global_digest: str
+    submitted: str | None
+    used: list[str]
+    skipped: dict[str, str]
+    statement_index: int
+    predicate: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+class SwarmMember:
+    """One member of one swarm, driving rounds from its workspace.
+
+    @param ws: the member's workspace (its account is the member address).
+    @param swarm_id: the swarm on the workspace's ``SwarmRounds`` contract.
+    @param train: ``train(global_params, round) -> (params, num_examples)``, local training.
+    @param node_url: this member's node URL (registered by :meth:`join`).
+    @param fetch: ``fetch(node_url, digest) -> bytes | None`` (default HTTP ``/blob``).
+    @param dp: optional differential privacy on the update (delta = trained − global).
+    @param poll: seconds between chain polls while waiting.
+    @param timeout: bound on any one wait, seconds (default: the window plus 60 s).
+    """
+
+    def __init__(
+        self,
+        ws: Workspace,
+        swarm_id: int,
+        *,
+        train: TrainFn,
+        node_url: str | None = None,
+        fetch: FetchFn | None = None,
+        dp: DPConfig | None = None,
+        poll: float = 0.2,
+        timeout: float | None = None,
+    ) -> None:
+        self.ws = ws
+        self.swarm_id = swarm_id
+        self.train = train
+        self.node_url = node_url
+        self.fetch: FetchFn = fetch or http_fetch
+        self.dp = dp
+        self.accountant = Accountant(dp.delta) if dp else None
+        self.poll = poll
+        self.timeout = timeout
+        self.sw: SwarmRoundsClient = ws.swarm_rounds()
+        self.me = ws.address
+        self._cache: dict[str, Params] = {}
+        info = self.info()
+        self.model_spec = info.model_spec.hex()
+        self.rule, self.rule_param = rule_of(info)
+        self.rule_spec = rule_spec(self.rule, self.rule_param)
+
+    # -- chain views ----------------------------------------------------------------
+
+    def info(self) -> SwarmInfo:
+        """The swarm as the contract stores it. @raise NotFoundError: no such swarm."""
+        info = self.sw.swarm_info(self.swarm_id)
+        if info is None:
+            raise NotFoundError(f"no swarm {self.swarm_id} on this deployment")
+        return info
+
+    def _round(self, r: int) -> RoundInfo:
+        ri = self.sw.round_info(self.swarm_id, r)
+        if ri is None:
+            raise NotFoundError(f"swarm {self.swarm_id} has no round {r}")
+        return ri
+
+    def _now(self) -> int:
+        # The next block is stamped with the wall clock (or later): a deadline the wall
+        # clock has passed is passed for every transaction from now on.
+        b = self.sw.backend
+        return max(int(time.time()), b.block_timestamp(b.block_number()))
+
+    def _wait(self, until: Callable[[], bool], limit: float, what: str) -> None:
+        end = time.monotonic() + limit
+        while not until():
+            if time.monotonic() > end:
+                raise ChainError(f"swarm {self.swarm_id}: timed out waiting for {what}")
+            time.sleep(self.poll)
+
+    # -- parameters -------------------------------------------------------------------
+
+    def params(self, digest: str, sources: list[str] | None = None) -> Params:
+        """Parameters by digest: memory, own blob store, else peers' nodes (checked)."""
+        if digest in self._cache:
+            return self._cache[digest]
+        data = self._local(digest)
+        if data is None:
+            members = sources if sources is not None else self.sw.members(self.swarm_id)
+            for m in members:
+                url = self.sw.node_url(self.swarm_id, m)
+                if not url or m == self.me:
+                    continue
+                try:
+                    got = self.fetch(url, digest)
+                    if got is not None:
+                        pm.decode(got, expected_digest=digest)
+                        data = got
+                        break
+                except Error:
+                    continue
+            if data is None:
+                raise NotFoundError(f"parameters sha256:{digest} are on no reachable node")
+            publish(self.ws, data)  # serve them on: later joiners fetch from us too
+        p = pm.decode(data, expected_digest=digest)
+        self._cache[digest] = p
+        return p
+
+    def current_global(self) -> str:
+        """Latest finalised global digest, or the model spec (initial params) before any."""
+        g = self.info().global_digest
+        return g.hex() if g else self.model_spec
+
+    # -- protocol ---------------------------------------------------------------------
+
+    def join(self, node_url: str | None = None) -> None:
+        """Register this member's node URL and serve the initial parameters if we hold them."""
+        url = node_url or self.node_url
+        if not url:
+            raise InputError("a node URL is needed to join (--node)")
+        self.node_url = url
+        init = self._local(self.model_spec)
+        if init is not None:
+            publish(self.ws, init)
+        self.sw.join(self.swarm_id, url)
+
+    def submit_digest(self, aggregated: str) -> str:
+        """The digest this member submits (hook: an honest member submits what it computed)."""
+        return aggregated
+
+    def on_submitted(self, r: int, digest: str) -> None:
+        """Called once this member's submission for round ``r`` is mined (hook; no-op)."""
+
+    def step(self, r: int | None = None) -> RoundResult:
+        """Run one round (the current one by default) and record its statement.
+
+        @raise ChainError: the swarm is not started, or a bounded wait timed out.
+        """
+        from .._chain import RoundStatus, TransactionReverted
+
+        info = self.info()
+        if not info.started:
+            raise ChainError(f"swarm {self.swarm_id} has not started (members still joining)")
+        r = info.current_round if r is None else r
+        ri = self._round(r)
+        limit = self.timeout or float(info.commit_window + info.submit_window + 60)
+
+        # 1. train from the current global model.
+        g_in = self.current_global()
+        base = self.params(g_in)
+        trained, n = self.train({k: v.copy() for k, v in base.items()}, r)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise InputError(f"the training function must return num_examples >= 1, got {n!r}")
+        dp_spent: dict[str, Any] | None = None
+        if self.dp is not None and self.accountant is not None:
+            delta = {k: np.asarray(trained[k], np.float64) - base[k] for k in base}
+            noisy, spent = privatize(delta, self.dp, secrets.randbits(64))
+            self.accountant.record(spent)
+            trained = {k: (base[k] + noisy[k]).astype(base[k].dtype) for k in base}
+            dp_spent = {"round": spent.to_dict(), "cumulative": self.accountant.to_dict(),
+                        "config": self.dp.to_dict()}
+        data = pm.encode(trained)
+        mine = publish(self.ws, data)
+        self._cache[mine] = pm.decode(data, expected_digest=mine)
+
+        # 2. commit, then wait for every joined member's commit or the deadline.
+        self.sw.commit(self.swarm_id, r, bytes.fromhex(mine), n)
+        joined = self.info().joined_count
+
+        def commits_done() -> bool:
+            x = self._round(r)
+            return x.status != RoundStatus.PENDING or x.commit_count >= joined or (
+                self._now() > x.commit_deadline
+            )
+
+        self._wait(commits_done, limit, f"round {r} commits")
+
+        # 3. fetch and check every peer's committed update.
+        members = self.sw.members(self.swarm_id)
+        commits: dict[str, tuple[str, int]] = {}
+        for m in members:
+            c = self.sw.commitment(self.swarm_id, r, m)
+            if c is not None:
+                commits[m] = (c[0].hex(), c[1])
+        used: list[tuple[Params, int, str]] = []
+        skipped: dict[str, str] = {}
+        for m, (d, k) in sorted(commits.items()):
+            try:
+                p = self._cache.get(d) if m == self.me else self._fetch_update(m, d, base)
+                assert p is not None
+                used.append((p, k, d))
+            except Error as e:
+                skipped[m] = str(e)
+
+        # 4. aggregate deterministically and submit.
+        agg_digest: str | None = None
+        report: dict[str, Any] | None = None
+        submitted: str | None = None
+        try:
+            agg, rep = aggregate_with_report(
+                self.rule, [(p, k) for p, k, _ in used], param=self.rule_param,
+                digests=[d for _, _, d in used],
+            )
+            agg_digest = rep.result
+            report = rep.to_dict()
+            publish(self.ws, pm.encode(agg))
+            self._cache[agg_digest] = agg
+        except InputError as e:
+            skipped["aggregation"] = str(e)
+        if agg_digest is not None:
+            sub = self.submit_digest(agg_digest)
+            try:
+                self.sw.submit_global(self.swarm_id, r, bytes.fromhex(sub))
+                submitted = sub
+                self.on_submitted(r, sub)
+            except TransactionReverted as e:
+                # A quorum may have finalised (the round moved on) before our turn.
+                if self._round(r).status == RoundStatus.PENDING:
+                    skipped["submission"] = str(e)
+
+        # 5. wait for the outcome; close the round ourselves after the submit deadline.
+        def settled() -> bool:
+            x = self._round(r)
+            if x.status != RoundStatus.PENDING:
+                return True
+            if self._now() > x.submit_deadline:
+                with contextlib.suppress(TransactionReverted):  # someone else closed it
+                    self.sw.close_round(self.swarm_id, r)
+            return False
+
+        self._wait(settled, limit, f"round {r} to settle")
+        outcome = self._outcome(r)
+        finalized = outcome is not None and outcome.status == RoundStatus.FINALIZED
+        if finalized and outcome is not None and outcome.global_digest is not None:
+            g_out = outcome.global_digest.hex()
+            self.params(g_out, sources=list(outcome.supporters))
+        else:
+            g_out = g_in  # a failed round leaves the global model unchanged
+
+        pred = self._predicate(
+            r, ri, info, g_in, mine, n, commits, [d for _, _, d in used], skipped,
+            agg_digest, submitted, report, outcome, dp_spent,
+        )
+        from .._provenance import types as t
+        from .._statements.intoto import statement
+
+        subject_digest = g_out if finalized else (agg_digest or mine)
+        st = statement(
+            [{"name": f"swarm:{self.swarm_id}/round:{r}", "digest": t.digest(subject_digest)}],
+            t.FEDERATED_ROUND,
+            pred,
+        )
+        idx = self.ws.record(st)
+        return RoundResult(
+            r, "finalized" if finalized else "failed", g_out, submitted,
+            [d for _, _, d in used], skipped, idx, pred,
+        )
+
+    def run(self, rounds: int) -> list[RoundResult]:
+        """Run ``rounds`` rounds back to back, each from the swarm's current round."""
+        return [self.step() for _ in range(rounds)]
+
+    def global_params(self) -> Params:
+        """The swarm's current global parameters (fetched and checked if needed)."""
+        return self.params(self.current_global())
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _local(self, digest: str) -> bytes | None:
+        try:
+            return self.ws.blobs.get(digest)
+        except Error:
+            return None
+
+    def _fetch_update(self, member: str, d: str, like: Params) -> Params:
+        url = self.sw.node_url(self.swarm_id, member)
+        if not url:
+            raise NotFoundError("no node URL registered")
+        data: bytes | None = None
+        for attempt in range(3):  # a busy node may drop a request; a missing blob won't appear
+            try:
+                data = self.fetch(url, d)
+                break
+            except Error:
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
+        if data is None:
+            raise NotFoundError(f"update sha256:{d} not served by {url}")
+        try:
+            p = pm.decode(data, expected_digest=d)
+        except VerificationError:
+            raise VerificationError(
+                f"bytes served by {url} do not match the committed digest sha256:{d}"
+            ) from None
+        if [(k, v.shape, v.dtype) for k, v in p.items()] != [
+            (k, v.shape, v.dtype) for k, v in like.items()
+        ]:
+            raise InputError("update tensors differ from the global model's")
+        return p
+
+    def _outcome(self, r: int) -> RoundOutcome | None:
+        for o in self.sw.history(self.swarm_id, from_block=self.ws.deployment.deployed_at_block):
+            if o.round == r:
+                return o
+        return None
+
+    def _predicate(
+        self,
+        r: int,
+        ri: RoundInfo,
+        info: SwarmInfo,
+        g_in: str,
+        mine: str,
+        n: int,
+        commits: Mapping[str, tuple[str, int]],
+        used: list[str],
+        skipped: Mapping[str, str],
+        agg: str | None,
+        submitted: str | None,
+        report: dict[str, Any] | None,
+        outcome: RoundOutcome | None,
+        dp_spent: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        dep = self.ws.deployment
+        members = []
+        for m in self.sw.members(self.swarm_id):
+            c = commits.get(m)
+            entry: dict[str, Any] = {"address": m, "nodeUrl": self.sw.node_url(self.swarm_id, m)}
+            if c is not None:
+                entry["update"] = {"digest": {"sha256": c[0]}, "numExamples": c[1]}
+                entry["used"] = c[0] in used and m not in skipped
+                if m in skipped:
+                    entry["skipped"] = skipped[m]
+            members.append(entry)
+        out: dict[str, Any] = {"status": "pending"}
+        if outcome is not None:
+            out = {
+                "status": "finalized" if outcome.global_digest else "failed",
+                "globalDigest": (
+                    {"sha256": outcome.global_digest.hex()} if outcome.global_digest else None
+                ),
+                "supporters": list(outcome.supporters),
+                "minority": [{"address": a, "digest": {"sha256": d.hex()}}
+                             for a, d in outcome.minority],
+                "missed": list(outcome.missed),
+                "blockNumber": outcome.block_number,
+                "txHash": outcome.tx_hash,
+            }
+        return {
+            "swarm": {
+                "id": self.swarm_id,
+                "chainId": dep.chain_id,
+                "contract": dep.contracts["SwarmRounds"],
+                "modelSpec": {"sha256": self.model_spec},
+                "quorum": info.quorum,
+            },
+            "round": r,
+            "window": {"start": ri.start, "commitDeadline": ri.commit_deadline,
+                       "submitDeadline": ri.submit_deadline},
+            "rule": self.rule_spec,
+            "member": self.me,
+            "inputGlobal": {"sha256": g_in},
+            "localUpdate": {"digest": {"sha256": mine}, "numExamples": n},
+            "members": members,
+            "skipped": [{"member": m, "reason": why} for m, why in sorted(skipped.items())],
+            "aggregate": report,
+            "computed": {"sha256": agg} if agg else None,
+            "submitted": {"sha256": submitted} if submitted else None,
+            "outcome": out,
+            "dp": dp_spent,
+        }

@@ -1,0 +1,354 @@
+"""Swarm rounds end to end with real components on loopback.
+
+Three workspaces share one embedded chain; each serves its blob store with a real node
+(uvicorn in a thread); each member runs its rounds in its own thread with its own
+``Workspace`` handle, so commits, fetches and submissions really interleave. Training is
+scikit-learn ``LogisticRegression`` on disjoint thirds of ``load_digits``.
+
+Where a test needs a faulty member's submission to land before the honest quorum (so the
+chain records it as a minority rather than refusing it as late), the honest members wait
+(bounded) for the faulty member's ``on_submitted`` hook — ordering only, no timing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import uvicorn
+
+from ailedger import Workspace
+from ailedger._chain import AggregationRule
+from ailedger._node import bind
+from ailedger._node.app import create_app
+from ailedger._provenance import types as t
+from ailedger._swarm import encode, get_params, set_params
+from ailedger._swarm.runner import RoundResult, SwarmMember, publish
+
+RULES = {"fedavg": AggregationRule.FEDAVG, "median": AggregationRule.MEDIAN}
+# lbfgs capped at 30 iterations per round warns; catch_warnings is not thread-safe.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+WINDOW = 40  # seconds; rounds end early once every member acted, so this only bounds faults
+
+
+@contextmanager
+def running(app: Any) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port (same helper as tests/node/conftest.py)."""
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    th = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    th.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not th.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        th.join(15)
+        sock.close()
+
+
+class Data:
+    def __init__(self) -> None:
+        from sklearn.datasets import load_digits
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import train_test_split
+
+        x, y = load_digits(return_X_y=True)
+        x = x / 16.0
+        self.xtr, self.xte, self.ytr, self.yte = train_test_split(
+            x, y, test_size=0.3, random_state=0, stratify=y
+        )
+        self.classes = np.unique(y)
+        self.parts = np.array_split(np.random.default_rng(0).permutation(len(self.xtr)), 3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = LogisticRegression(max_iter=300).fit(self.xtr, self.ytr)
+        self.central = float(m.score(self.xte, self.yte))
+        self.init = {"coef": np.zeros((10, 64)), "intercept": np.zeros(10)}
+
+    def trainer(self, i: int, poison: bool = False) -> Callable[..., tuple[Any, int]]:
+        from sklearn.linear_model import LogisticRegression
+
+        part = self.parts[i]
+
+        def train(g: dict[str, np.ndarray], r: int) -> tuple[dict[str, np.ndarray], int]:
+            m = LogisticRegression(max_iter=30, warm_start=True)
+            set_params(m, g, classes=self.classes)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m.fit(self.xtr[part], self.ytr[part])
+            p = get_params(m)
+            if poison:  # sign-flipped and scaled ×10 update
+                p = {k: g[k] - 10.0 * (p[k] - g[k]) for k in p}
+            return p, len(part)
+
+        return train
+
+    def accuracy(self, params: dict[str, np.ndarray]) -> float:
+        from sklearn.linear_model import LogisticRegression
+
+        m = set_params(LogisticRegression(), params, classes=self.classes)
+        return float(m.score(self.xte, self.yte))
+
+
+@pytest.fixture(scope="module")
+def data() -> Data:
+    return Data()
+
+
+@pytest.fixture(scope="module")
+def swarm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Three workspaces on one chain, each with its node running."""
+    root = tmp_path_factory.mktemp("swarm")
+    a = Workspace.init(root / "a", name="a")
+    homes = [root / "a"]
+    for n in ("b", "c"):
+        Workspace.init(
+            root / n, name=n, chain=str(root / "a" / "chain.sqlite"),
+            contracts=str(root / "a" / "deployment.json"),
+        )
+        homes.append(root / n)
+    a.close()
+    with ExitStack() as stack:
+        urls = [stack.enter_context(running(create_app(h))) for h in homes]
+        yield {"homes": homes, "urls": urls, "root": root}
+
+
+def create(env: dict[str, Any], data: Data, rule: str, quorum: int = 2) -> int:
+    ws = Workspace.open(env["homes"][0])
+    try:
+        spec = publish(ws, encode(data.init))
+        addrs = [Workspace.open(h).address for h in env["homes"]]
+        sid, _ = ws.swarm_rounds().create_swarm(
+            bytes.fromhex(spec), RULES[rule], 0, addrs, quorum=quorum,
+            commit_window=WINDOW, submit_window=WINDOW,
+        )
+        return int(sid)
+    finally:
+        ws.close()
+
+
+def run_members(
+    env: dict[str, Any],
+    sid: int,
+    trainers: list[Callable[..., Any]],
+    rounds: int,
+    *,
+    urls: list[str] | None = None,
+    classes: list[type[SwarmMember]] | None = None,
+) -> list[list[RoundResult]]:
+    """Join all three (sequentially: the last join starts round 0), then run in threads."""
+    urls = urls or env["urls"]
+    classes = classes or [SwarmMember] * 3
+    for i, h in enumerate(env["homes"]):
+        ws = Workspace.open(h)
+        try:
+            classes[i](ws, sid, train=trainers[i], node_url=urls[i], timeout=60).join()
+        finally:
+            ws.close()
+    results: list[list[RoundResult]] = [[], [], []]
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        ws = Workspace.open(env["homes"][i])
+        try:
+            m = classes[i](ws, sid, train=trainers[i], node_url=urls[i], timeout=60)
+            results[i] = m.run(rounds)
+        except BaseException as e:  # surfaced below, in the test thread
+            errors.append(e)
+        finally:
+            ws.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(180)
+    assert not errors, errors
+    assert all(len(r) == rounds for r in results)
+    return results
+
+
+def statements(home: Path, sid: int) -> list[dict[str, Any]]:
+    """The FEDERATED_ROUND predicates of swarm ``sid`` in a workspace's log, in log order."""
+    from ailedger._provenance.lineage import effective, parse_entry
+
+    ws = Workspace.open(home)
+
+    def blob(d: str) -> bytes | None:
+        try:
+            return ws.blobs.get(d)
+        except Exception:
+            return None
+
+    try:
+        out = []
+        for i in range(ws.log.size):
+            parsed = parse_entry(ws.log.get(i))
+            if parsed is None:
+                continue
+            ptype, pred, _ = effective(parsed[1], blob)
+            if ptype == t.FEDERATED_ROUND and pred["swarm"]["id"] == sid:
+                out.append({"subject": parsed[1]["subject"], "predicate": pred})
+        return out
+    finally:
+        ws.close()
+
+
+def test_fedavg_rounds_agree_and_match_centralised(swarm_env: dict[str, Any], data: Data) -> None:
+    sid = create(swarm_env, data, "fedavg")
+    res = run_members(swarm_env, sid, [data.trainer(i) for i in range(3)], 3)
+    for r in range(3):
+        outs = {res[i][r].global_digest for i in range(3)}
+        assert len(outs) == 1, outs
+        assert all(res[i][r].status == "finalized" for i in range(3))
+        assert all(not res[i][r].skipped for i in range(3))
+    ws = Workspace.open(swarm_env["homes"][0])
+    try:
+        info = ws.swarm_rounds().swarm_info(sid)
+        assert info is not None and info.global_digest is not None
+        final = info.global_digest.hex()
+        assert info.finalized_rounds == 3
+    finally:
+        ws.close()
+    assert res[0][-1].global_digest == final
+    from ailedger._swarm import decode
+
+    g = decode(Workspace.open(swarm_env["homes"][1]).blobs.get(final), expected_digest=final)
+    acc = data.accuracy(g)
+    assert acc >= data.central - 0.02, (acc, data.central)
+    for h in swarm_env["homes"]:
+        sts = statements(h, sid)
+        assert [s["predicate"]["round"] for s in sts] == [0, 1, 2]
+        last = sts[-1]
+        assert last["subject"][0]["digest"] == {"sha256": final}
+        p = last["predicate"]
+        assert p["outcome"]["status"] == "finalized"
+        assert p["outcome"]["globalDigest"] == {"sha256": final}
+        assert p["rule"] == {"rule": "fedavg"}
+        assert len(p["members"]) == 3 and all(m["used"] for m in p["members"])
+        assert sts[1]["predicate"]["inputGlobal"] == sts[0]["subject"][0]["digest"]
+    swarm_env["fedavg_acc"] = acc
+
+
+def test_poisoned_member_median_keeps_accuracy(swarm_env: dict[str, Any], data: Data) -> None:
+    sid = create(swarm_env, data, "median")
+    trainers = [data.trainer(0), data.trainer(1), data.trainer(2, poison=True)]
+    res = run_members(swarm_env, sid, trainers, 3)
+    final = res[0][-1].global_digest
+    assert all(res[i][-1].global_digest == final for i in range(3))
+    assert all(x.status == "finalized" for rr in res for x in rr)
+    from ailedger._swarm import decode
+
+    ws = Workspace.open(swarm_env["homes"][0])
+    try:
+        g = decode(ws.blobs.get(final), expected_digest=final)
+    finally:
+        ws.close()
+    honest = swarm_env.get("fedavg_acc", data.central)
+    acc = data.accuracy(g)
+    assert acc >= honest - 0.05, (acc, honest)
+    # The poisoned update is on record: its committed digest is in every round statement.
+    sts = statements(swarm_env["homes"][0], sid)
+    assert len(sts) == 3
+    assert all(s["predicate"]["rule"] == {"rule": "median"} for s in sts)
+
+
+class _Gate:
+    """Orders submissions: honest members submit only after the faulty one did (bounded)."""
+
+    def __init__(self) -> None:
+        self.events: dict[int, threading.Event] = {}
+        self.lock = threading.Lock()
+
+    def event(self, r: int) -> threading.Event:
+        with self.lock:
+            return self.events.setdefault(r, threading.Event())
+
+
+def _members(gate: _Gate, wrong: bool) -> list[type[SwarmMember]]:
+    class Honest(SwarmMember):
+        def submit_digest(self, aggregated: str) -> str:
+            r = self.info().current_round
+            self.event_wait = gate.event(r).wait(30)
+            return aggregated
+
+    class Faulty(SwarmMember):
+        def submit_digest(self, aggregated: str) -> str:
+            return "ee" * 32 if wrong else aggregated
+
+        def on_submitted(self, r: int, digest: str) -> None:
+            gate.event(r).set()
+
+    return [Honest, Honest, Faulty]
+
+
+def test_wrong_bytes_are_skipped_and_recorded(swarm_env: dict[str, Any], data: Data) -> None:
+    """C commits its real update but its node serves other (validly encoded) bytes: A and B
+    skip it and say why in their statements; C's own aggregate differs — a minority."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    other = encode({"coef": np.ones((10, 64)), "intercept": np.ones(10)})
+
+    async def liar(request: Any) -> Response:
+        return Response(other, media_type="application/octet-stream")
+
+    app = Starlette(routes=[Route("/blob/sha256/{d}", liar)])
+    sid = create(swarm_env, data, "fedavg")
+    gate = _Gate()
+    with running(app) as bad_url:
+        urls = [*swarm_env["urls"][:2], bad_url]
+        res = run_members(
+            swarm_env, sid, [data.trainer(i) for i in range(3)], 1, urls=urls,
+            classes=_members(gate, wrong=False),
+        )
+    c_addr = Workspace.open(swarm_env["homes"][2]).address
+    for i in (0, 1):
+        assert c_addr in res[i][0].skipped
+        assert "do not match the committed digest" in res[i][0].skipped[c_addr]
+        p = statements(swarm_env["homes"][i], sid)[0]["predicate"]
+        entry = next(m for m in p["members"] if m["address"] == c_addr)
+        assert entry["used"] is False and "do not match" in entry["skipped"]
+        assert p["outcome"]["status"] == "finalized"
+    assert res[0][0].global_digest == res[1][0].global_digest == res[2][0].global_digest
+    p = statements(swarm_env["homes"][2], sid)[0]["predicate"]
+    assert p["computed"] != p["outcome"]["globalDigest"]
+    assert p["outcome"]["minority"] == [{"address": c_addr, "digest": p["computed"]}]
+
+
+def test_wrong_global_digest_is_minority_on_chain(swarm_env: dict[str, Any], data: Data) -> None:
+    sid = create(swarm_env, data, "fedavg")
+    gate = _Gate()
+    res = run_members(
+        swarm_env, sid, [data.trainer(i) for i in range(3)], 2,
+        classes=_members(gate, wrong=True),
+    )
+    c_addr = Workspace.open(swarm_env["homes"][2]).address
+    ws = Workspace.open(swarm_env["homes"][0])
+    try:
+        sw = ws.swarm_rounds()
+        assert sw.minority(sid, c_addr) == 2
+        hist = sw.history(sid, from_block=ws.deployment.deployed_at_block)
+        assert [o.minority for o in hist] == [((c_addr, b"\xee" * 32),)] * 2
+    finally:
+        ws.close()
+    # C still follows the agreed model (fetched from a supporter) and records its minority.
+    for r in range(2):
+        assert res[2][r].global_digest == res[0][r].global_digest
+        p = res[2][r].predicate
+        assert p["submitted"] == {"sha256": "ee" * 32}
+        assert p["outcome"]["minority"][0]["address"] == c_addr
