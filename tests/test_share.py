@@ -109,3 +109,16 @@ def test_plain_datasets_are_not_offered_and_grants_print_the_capped_end(
     info = ws_b.agreements().request_info(1)
     assert info is not None and abs(info.expiry - end) <= 1
     ws_b.close()
+
+
+def test_cancel_and_settle(orgs: tuple[Path, Path, Path]) -> None:
+    a, b, _ = orgs
+    run(a, "share", "offer", "wards", "--price", "700")
+    run(b, "share", "request", "1", "--purpose", "audit")
+    assert "DataAgreements: " in run(a, "share", "cancel", "1", ok=False)  # not the owner's to cancel
+    assert "cancelled request 1" in run(b, "share", "cancel", "1")
+    assert "withdrew 700 wei" in run(b, "share", "withdraw")
+    run(b, "share", "request", "1", "--purpose", "audit")
+    run(a, "share", "grant", "2", "--days", "2")
+    out = run(b, "share", "settle", "2")  # anyone may settle; the owner is credited what it earned
+    assert out.startswith("settled request 2: ")

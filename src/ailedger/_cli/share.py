@@ -134,10 +134,24 @@ def register(app: typer.Typer) -> None:
 
     @share.command("revoke")
     def revoke_cmd(request: int, home: Home = None) -> None:
-        """Revoke a grant: from now on the gateway refuses it (no refund)."""
+        """Revoke a grant: the gateway refuses it from now on; unused time is refunded."""
         with _open(home) as ws:
             ws.agreements().revoke(request)
-            _out(f"revoked grant {request}")
+            _out(f"revoked grant {request} (unused time is refunded to the requester)")
+
+    @share.command("cancel")
+    def cancel_cmd(request: int, home: Home = None) -> None:
+        """Withdraw your own pending request; the escrow is refunded."""
+        with _open(home) as ws:
+            ws.agreements().cancel(request)
+            _out(f"cancelled request {request} (escrow refunded; run `ailedger share withdraw`)")
+
+    @share.command("settle")
+    def settle_cmd(request: int, home: Home = None) -> None:
+        """Credit the owner the part of a grant's price earned so far (anyone may call it)."""
+        with _open(home) as ws:
+            wei, _ = ws.agreements().settle(request)
+            _out(f"settled request {request}: {wei} wei credited to the owner")
 
     @share.command("withdraw")
     def withdraw_cmd(home: Home = None) -> None:
