@@ -12,6 +12,9 @@ chain records it as a minority rather than refusing it as late), the honest memb
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -352,3 +355,84 @@ def test_wrong_global_digest_is_minority_on_chain(swarm_env: dict[str, Any], dat
         p = res[2][r].predicate
         assert p["submitted"] == {"sha256": "ee" * 32}
         assert p["outcome"]["minority"][0]["address"] == c_addr
+
+
+TRAIN_MODULE = """
+import os
+
+def train(params, r):
+    k = int(os.environ["MEMBER_K"])
+    return {"w": params["w"] + k}, 10 * k
+"""
+
+
+def cli(home: Path, *args: str, cwd: Path | None = None, k: int = 1) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AILEDGER_HOME": str(home), "MEMBER_K": str(k)}
+    return subprocess.run(
+        [sys.executable, "-m", "ailedger", *args], env=env, cwd=cwd,
+        capture_output=True, text=True, timeout=150,
+    )
+
+
+def test_cli_create_join_run_status_lineage(swarm_env: dict[str, Any], tmp_path: Path) -> None:
+    homes, urls = swarm_env["homes"], swarm_env["urls"]
+    (tmp_path / "mytrain.py").write_text(TRAIN_MODULE)
+    init = tmp_path / "init.params"
+    init.write_bytes(encode({"w": np.zeros(4)}))
+    addrs = [Workspace.open(h).address for h in homes]
+    out = cli(homes[0], "swarm", "create", "--members", ",".join(addrs), "--quorum", "2",
+              "--rule", "fedavg", "--init", str(init), "--commit-window", "40",
+              "--submit-window", "40")
+    assert out.returncode == 0, out.stderr
+    sid = int(out.stdout.split()[1].rstrip(":"))
+    for h, u in zip(homes, urls, strict=True):
+        j = cli(h, "swarm", "join", str(sid), "--node", u)
+        assert j.returncode == 0, j.stderr
+    assert "started" in j.stdout
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ailedger", "swarm", "run", str(sid), "--train",
+             "mytrain:train", "--rounds", "2", "--out", str(tmp_path / f"final{i}.params")],
+            env={**os.environ, "AILEDGER_HOME": str(h), "MEMBER_K": str(i + 1)},
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i, h in enumerate(homes)
+    ]
+    outs = [p.communicate(timeout=150) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    finals = {(tmp_path / f"final{i}.params").read_bytes() for i in range(3)}
+    assert len(finals) == 1
+    from ailedger._swarm import decode
+
+    # fedavg of w+1, w+2, w+3 weighted 10, 20, 30: +14/6 per round.
+    w = decode(finals.pop())["w"]
+    assert np.allclose(w, 2 * 14 / 6)
+    st = cli(homes[1], "swarm", "status", str(sid))
+    assert st.returncode == 0, st.stderr
+    assert "round 0 finalized" in st.stdout and "round 1 finalized" in st.stdout
+    lin = cli(homes[0], "lineage", str(tmp_path / "final0.params"))
+    assert lin.returncode == 0, lin.stderr
+    assert "federated" in lin.stdout.lower() or "swarm" in lin.stdout.lower(), lin.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["swarm", "run", "1", "--train", "nosuchmodule_xyz:f"], "cannot import"),
+        (["swarm", "run", "1", "--train", "nocolon"], "module:function"),
+        (["swarm", "status", "999"], "no swarm 999"),
+        (["swarm", "create", "--members", "0x0000000000000000000000000000000000000001",
+          "--quorum", "1", "--rule", "bogus", "--init", "/nonexistent"], "unknown rule"),
+        (["swarm", "create", "--members", "0x0000000000000000000000000000000000000001",
+          "--quorum", "1", "--init", "/nonexistent"], "No such file"),
+        (["swarm", "create", "--members", "0x0000000000000000000000000000000000000001",
+          "--quorum", "1", "--rule", "krum", "--init", "/nonexistent"], "needs a parameter"),
+    ],
+)
+def test_cli_bad_input(swarm_env: dict[str, Any], args: list[str], message: str) -> None:
+    out = cli(swarm_env["homes"][0], *args)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ailedger: error:"), out.stderr
+    assert message in lines[0], lines[0]

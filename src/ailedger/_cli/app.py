@@ -498,9 +498,9 @@ def _need(ws: Workspace | None) -> Workspace:
 
 
 def _register_provenance() -> None:
-    from . import data, lineage, node, runs, share
+    from . import data, lineage, node, runs, share, swarm
 
-    for mod in (data, runs, lineage, share, node):
+    for mod in (data, runs, lineage, share, node, swarm):
         mod.register(app)
 
 
