@@ -118,7 +118,8 @@ def test_cancel_and_settle(orgs: tuple[Path, Path, Path]) -> None:
     assert "DataAgreements: " in run(a, "share", "cancel", "1", ok=False)  # not the owner's to cancel
     assert "cancelled request 1" in run(b, "share", "cancel", "1")
     assert "withdrew 700 wei" in run(b, "share", "withdraw")
-    run(b, "share", "request", "1", "--purpose", "audit")
+    run(a, "share", "offer", "wards", "--price", str(10**18))  # offer 2: enough wei to accrue per second
+    run(b, "share", "request", "2", "--purpose", "audit")
     run(a, "share", "grant", "2", "--days", "2")
     out = run(b, "share", "settle", "2")  # anyone may settle; the owner is credited what it earned
     assert out.startswith("settled request 2: ")
