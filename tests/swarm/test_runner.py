@@ -436,3 +436,34 @@ def test_cli_bad_input(swarm_env: dict[str, Any], args: list[str], message: str)
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ailedger: error:"), out.stderr
     assert message in lines[0], lines[0]
+
+
+def test_dp_budget_recorded_per_round(swarm_env: dict[str, Any], data: Data) -> None:
+    from ailedger._swarm import DPConfig
+
+    cfg = DPConfig(clip=5.0, noise_multiplier=1.0, delta=1e-5)
+
+    class DP(SwarmMember):
+        def __init__(self, *a: Any, **k: Any) -> None:
+            super().__init__(*a, dp=cfg, **k)
+
+    sid = create(swarm_env, data, "fedavg")
+    res = run_members(swarm_env, sid, [data.trainer(i) for i in range(3)], 2, classes=[DP] * 3)
+    assert len({res[i][-1].global_digest for i in range(3)}) == 1
+    for i in range(3):
+        dp = [x.predicate["dp"] for x in res[i]]
+        assert dp[0]["round"]["rho"] == pytest.approx(0.5)
+        assert dp[0]["config"] == {"clip": 5.0, "noiseMultiplier": 1.0, "delta": 1e-5}
+        assert dp[1]["cumulative"]["rounds"] == 2 and dp[1]["cumulative"]["rho"] == pytest.approx(1.0)
+        assert dp[1]["cumulative"]["epsilon"] > dp[0]["cumulative"]["epsilon"]
+        seed = dp[0]["round"]["seed"]
+        assert set(seed) == {"sha256"}  # the seed itself stays private
+        import hashlib
+        import sqlite3
+
+        db = sqlite3.connect(swarm_env["homes"][i] / "provenance.sqlite")
+        (opening,) = db.execute(
+            "SELECT opening FROM swarm_dp_seeds WHERE swarm = ? AND round = 0", (sid,)
+        ).fetchone()
+        db.close()
+        assert hashlib.sha256(opening.encode()).hexdigest() == seed["sha256"]

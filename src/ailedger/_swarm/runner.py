@@ -238,7 +238,11 @@ class SwarmMember:
             noisy, spent = privatize(delta, self.dp, secrets.randbits(64))
             self.accountant.record(spent)
             trained = {k: (base[k] + noisy[k]).astype(base[k].dtype) for k in base}
-            dp_spent = {"round": spent.to_dict(), "cumulative": self.accountant.to_dict(),
+            rnd = spent.to_dict()
+            # The seed removes the noise if known: only a salted commitment is published;
+            # the opening stays in the member's workspace for an audit (docs/swarm.md).
+            rnd["seed"] = {"sha256": self._commit_seed(r, spent.seed)}
+            dp_spent = {"round": rnd, "cumulative": self.accountant.to_dict(),
                         "config": self.dp.to_dict()}
         data = pm.encode(trained)
         mine = publish(self.ws, data)
@@ -346,6 +350,27 @@ class SwarmMember:
         return self.params(self.current_global())
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _commit_seed(self, r: int, seed: int) -> str:
+        import hashlib
+        import sqlite3
+
+        salt = secrets.token_hex(16)
+        opening = f"ailedger-dp-seed/v1:{salt}:{seed}"
+        try:
+            db = sqlite3.connect(self.ws.path / "provenance.sqlite", timeout=30)
+            with db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS swarm_dp_seeds (swarm INTEGER, round INTEGER,"
+                    " opening TEXT, PRIMARY KEY (swarm, round))"
+                )
+                db.execute("INSERT OR REPLACE INTO swarm_dp_seeds VALUES (?, ?, ?)",
+                           (self.swarm_id, r, opening))
+            db.close()
+        except sqlite3.Error as e:
+            raise InputError(f"cannot keep the DP seed in {self.ws.path}: {e}") from None
+        return hashlib.sha256(opening.encode()).hexdigest()
 
     def _local(self, digest: str) -> bytes | None:
         try:
