@@ -129,14 +129,16 @@ def swarm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         yield {"homes": homes, "urls": urls, "root": root}
 
 
-def create(env: dict[str, Any], data: Data, rule: str, quorum: int = 2) -> int:
+def create(
+    env: dict[str, Any], data: Data, rule: str, quorum: int = 2, commit_window: int = WINDOW
+) -> int:
     ws = Workspace.open(env["homes"][0])
     try:
         spec = publish(ws, encode(data.init))
         addrs = [Workspace.open(h).address for h in env["homes"]]
         sid, _ = ws.swarm_rounds().create_swarm(
             bytes.fromhex(spec), RULES[rule], 0, addrs, quorum=quorum,
-            commit_window=WINDOW, submit_window=WINDOW,
+            commit_window=commit_window, submit_window=WINDOW,
         )
         return int(sid)
     finally:
@@ -151,6 +153,7 @@ def run_members(
     *,
     urls: list[str] | None = None,
     classes: list[type[SwarmMember]] | None = None,
+    active: tuple[int, ...] = (0, 1, 2),
 ) -> list[list[RoundResult]]:
     """Join all three (sequentially: the last join starts round 0), then run in threads."""
     urls = urls or env["urls"]
@@ -174,13 +177,13 @@ def run_members(
         finally:
             ws.close()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in active]
     for th in threads:
         th.start()
     for th in threads:
         th.join(180)
     assert not errors, errors
-    assert all(len(r) == rounds for r in results)
+    assert all(len(results[i]) == rounds for i in active)
     return results
 
 
@@ -467,3 +470,47 @@ def test_dp_budget_recorded_per_round(swarm_env: dict[str, Any], data: Data) -> 
         ).fetchone()
         db.close()
         assert hashlib.sha256(opening.encode()).hexdigest() == seed["sha256"]
+
+
+def test_crashed_member_is_missed_and_honest_quorum_finalises(
+    swarm_env: dict[str, Any], data: Data
+) -> None:
+    """C joins, then never takes part: A and B wait out the (short) commit window,
+    aggregate their two updates and finalise; C's miss is on chain and in the statements."""
+    sid = create(swarm_env, data, "fedavg", commit_window=4)
+    # Embedded-chain blocks are stamped max(wall clock, parent + 1 s): after a burst of
+    # transactions chain time runs ahead of the wall clock and, with nobody transacting,
+    # waits for it. Empty transfers (time passing on chain) let the deadline arrive.
+    stop = threading.Event()
+
+    def tick() -> None:
+        ws = Workspace.open(swarm_env["homes"][2])
+        try:
+            while not stop.wait(0.3):
+                ws.chain.send_value(ws.account, ws.address, 0)
+        finally:
+            ws.close()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        res = run_members(
+            swarm_env, sid, [data.trainer(i) for i in range(3)], 1, active=(0, 1)
+        )
+    finally:
+        stop.set()
+        ticker.join(10)
+    c_addr = Workspace.open(swarm_env["homes"][2]).address
+    assert res[0][0].status == res[1][0].status == "finalized"
+    assert res[0][0].global_digest == res[1][0].global_digest
+    assert len(res[0][0].used) == 2
+    ws = Workspace.open(swarm_env["homes"][0])
+    try:
+        assert ws.swarm_rounds().misses(sid, c_addr) == 1
+    finally:
+        ws.close()
+    for i in (0, 1):
+        p = statements(swarm_env["homes"][i], sid)[0]["predicate"]
+        assert p["outcome"]["missed"] == [c_addr]
+        entry = next(m for m in p["members"] if m["address"] == c_addr)
+        assert "update" not in entry and entry["nodeUrl"] == swarm_env["urls"][2]
