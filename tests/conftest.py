@@ -61,7 +61,9 @@ class AnvilNode:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [str(ANVIL), "--host", "127.0.0.1", "--port", str(self.port), "--silent", *extra],
+            # Plenty of dev ether: the session-wide node funds hundreds of test accounts.
+            [str(ANVIL), "--host", "127.0.0.1", "--port", str(self.port), "--silent",
+             "--balance", "100000000", *extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
