@@ -45,7 +45,7 @@ NAME = "name"  # dataset statements: the subject name ("dataset:<name>") in the 
 # artifact's history); any other type's subjects are only *talked about*.
 # DATA_ACCESS: a dataset received under a DataAgreements grant is "made" here by its
 # access statement, so a model trained on shared data links to its grant.
-PRODUCING = frozenset({t.TRAINING, t.DATASET, t.PREDICTIONS, t.DATA_ACCESS})
+PRODUCING = frozenset({t.TRAINING, t.DATASET, t.PREDICTIONS, t.DATA_ACCESS, t.FEDERATED_ROUND})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 _SCHEMA = """
@@ -154,6 +154,16 @@ def dependencies(ptype: str, pred: Mapping[str, Any]) -> list[Ref]:
         d = _sha(obj.get("digest")) if isinstance(obj, dict) else None
         if d and isinstance(obj, dict):
             out.append(Ref(d, _str(obj.get("name")), t.KIND_MODEL))
+    elif ptype == t.FEDERATED_ROUND:
+        # A round's global model comes from the previous global model and the updates used.
+        d = _sha(pred.get("inputGlobal"))
+        if d:
+            out.append(Ref(d, "global model before the round", t.KIND_MODEL))
+        for m in pred.get("members") or []:
+            upd = m.get("update") if isinstance(m, dict) else None
+            d = _sha(upd.get("digest")) if isinstance(upd, dict) else None
+            if d and isinstance(m, dict) and m.get("used"):
+                out.append(Ref(d, f"update of {m.get('address')}", t.KIND_FILE))
     return out
 
 
@@ -337,6 +347,7 @@ class StatementNode:
             t.EVALUATION: "evaluation",
             t.PREDICTIONS: "predictions",
             t.DATA_ACCESS: "access",
+            t.FEDERATED_ROUND: "round",
         }.get(self.predicate_type, "statement")
 
     @property
