@@ -183,6 +183,7 @@ def test_demo_runs(tmp_path: Path) -> None:
         "caught: model changed by one byte: artifact", "caught: training set with one row changed",
         "lab fetched, decrypted and verified", "a third party with no grant: node refused (403)",
         "after revocation: node refused (403)",
+        "3 rounds of FedAvg, every round final at quorum", "accuracy with a malicious member",
         "Demo finished",
     ):
         assert expected in out, expected

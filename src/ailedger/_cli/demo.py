@@ -53,9 +53,11 @@ def run_demo() -> None:
         _story(Path(tmp))
         from .demo_ml import run_ml_story
         from .demo_share import run_share_story
+        from .demo_swarm import run_swarm_story
 
         run_ml_story(Path(tmp))
         run_share_story(Path(tmp))
+        run_swarm_story(Path(tmp))
     console.print()
     console.print("[bold green]Demo finished: every check behaved as described.[/bold green]")
 

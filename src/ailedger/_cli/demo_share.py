@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .. import Workspace
 from .._node import bind
@@ -28,17 +29,18 @@ from .lineage import draw
 
 
 @contextmanager
-def _serving(home: Path) -> Iterator[str]:
+def _serving_app(app: Any) -> Iterator[str]:
+    """Serve an ASGI app on a free loopback port in a thread; yields its URL."""
     import uvicorn
 
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(home), log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     t.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if not t.is_alive() or time.monotonic() > deadline:
-            raise DemoFailedError("the hospital's node did not start")
+            raise DemoFailedError("a node did not start")
         time.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -46,6 +48,10 @@ def _serving(home: Path) -> Iterator[str]:
         server.should_exit = True
         t.join(15)
         sock.close()
+
+
+def _serving(home: Path) -> Any:
+    return _serving_app(create_app(home))
 
 
 def run_share_story(tmp: Path) -> None:
