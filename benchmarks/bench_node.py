@@ -67,7 +67,7 @@ def main() -> None:
         for name in ("big", "small"):
             enc = encryption_of(owner, name)
             assert enc is not None
-            oid, _ = da.offer(bytes.fromhex(enc.manifest_digest), max_duration=86400,
+            oid, _ = da.offer(bytes.fromhex(enc.manifest_digest), max_duration=86400, min_duration=60,
                               response_window=86400)  # fmt: skip
             rid, _ = req.agreements().request(oid, "bench")
             doc = wrap_dataset_key(owner, name, req.x25519_public)
