@@ -305,12 +305,26 @@ def test_tampered_wrapped_key_refused(world: World) -> None:
     orig = path.read_bytes()
     doc = json.loads(orig)
     doc["enc"] = doc["enc"][:-4] + ("AAA=" if doc["enc"][-4:] != "AAA=" else "BBB=")
-    path.write_bytes(json.dumps(doc).encode())
+    tampered = json.dumps(doc)
+    path.write_bytes(tampered.encode())
+    # The node falls back to its own stored copy when the blob no longer hashes right;
+    # tamper that copy too, so what is served really is not what the grant names.
+    import sqlite3
+
+    db = sqlite3.connect(world.owner.path / "provenance.sqlite")
+    stored = db.execute("SELECT rowid, wrapped_doc FROM encrypted_keys").fetchall()
+    db.executemany("UPDATE encrypted_keys SET wrapped_doc=? WHERE rowid=?",
+                   [(tampered, r) for r, _ in stored])
+    db.commit()
     try:
         with pytest.raises(VerificationError, match="on-chain grant"):
             fetch(world.req, world.url, f"request:{world.rid}", world.tmp / "o-key")
     finally:
         path.write_bytes(orig)
+        db.executemany("UPDATE encrypted_keys SET wrapped_doc=? WHERE rowid=?",
+                       [(d, r) for r, d in stored])
+        db.commit()
+        db.close()
     assert not (world.tmp / "o-key").exists()
 
 

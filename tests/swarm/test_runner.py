@@ -16,20 +16,18 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
 
 from ailedger import Workspace
 from ailedger._chain import AggregationRule
-from ailedger._node import bind
+from ailedger._node import serving
 from ailedger._node.app import create_app
 from ailedger._provenance import types as t
 from ailedger._swarm import encode, get_params, set_params
@@ -41,25 +39,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 WINDOW = 40  # seconds; rounds end early once every member acted, so this only bounds faults
 
 
-@contextmanager
-def running(app: Any) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port (same helper as tests/node/conftest.py)."""
-    sock = bind("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    th = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    th.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not th.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        th.join(15)
-        sock.close()
+def running(app: Any) -> AbstractContextManager[str]:
+    """Serve ``app`` on a free loopback port (the node's own helper)."""
+    return serving(app)
 
 
 class Data:

@@ -9,15 +9,13 @@ grant is refused; after the hospital revokes the grant, the lab's next fetch is 
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from .. import Workspace
-from .._node import bind
+from .._node import serving
 from .._node.app import create_app
 from .._node.client import fetch
 from .._provenance.datasets import add_dataset
@@ -28,26 +26,8 @@ from .demo import DemoFailedError, _caught, _ok, _step, console
 from .lineage import draw
 
 
-@contextmanager
-def _serving_app(app: Any) -> Iterator[str]:
-    """Serve an ASGI app on a free loopback port in a thread; yields its URL."""
-    import uvicorn
-
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not t.is_alive() or time.monotonic() > deadline:
-            raise DemoFailedError("a node did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        t.join(15)
-        sock.close()
+def _serving_app(app: Any) -> AbstractContextManager[str]:
+    return serving(app)
 
 
 def _serving(home: Path) -> Any:

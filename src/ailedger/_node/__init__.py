@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 
@@ -52,3 +54,33 @@ def serve(
     announce(f"listening on {url}")
     announce(f"OpenAPI: {url}/openapi.json (docs: {url}/docs)")
     server.run(sockets=[sock])
+
+
+@contextmanager
+def serving(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve an ASGI ``app`` on a free port of ``host`` in a background thread.
+
+    Yields the base URL; stops the server (bounded) on exit. For tests, the demo and
+    in-process peers; ``serve`` is the long-running form.
+    """
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = bind(host, 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise InputError(f"the node did not start on {host}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
