@@ -153,3 +153,53 @@ def topics_match(log_topics: Sequence[bytes], wanted: Sequence[bytes | None]) ->
     if len(wanted) > len(log_topics):
         return False
     return all(w is None or bytes(w) == bytes(t) for w, t in zip(wanted, log_topics, strict=False))
+
+
+class SigningBackend:
+    """What both backends share above their one transport-specific step, ``_send``.
+
+    ``_send(account, to, data, value=, gas=)`` signs locally, submits, waits and returns the
+    mined receipt (raising TransactionReverted); contract calls, deployments and transfers
+    are the same on every backend and are built on it here.
+    """
+
+    def _send(
+        self,
+        account: LocalAccount,
+        to: str | None,
+        data: bytes,
+        *,
+        value: int = 0,
+        gas: int | None = None,
+    ) -> Receipt:
+        raise NotImplementedError
+
+    def deploy(self, account: LocalAccount, artifact: Artifact, *args: Any) -> str:
+        """Deploy a contract; returns its checksummed address."""
+        from ._abi import encode_deploy
+
+        receipt = self._send(account, None, encode_deploy(artifact.bytecode, artifact.abi, args))
+        if receipt.contract_address is None:
+            raise ChainError(f"deploying {artifact.name} created no contract")
+        return receipt.contract_address
+
+    def transact(
+        self,
+        account: LocalAccount,
+        address: str,
+        abi: ABI,
+        fn_name: str,
+        args: Sequence[Any],
+        *,
+        value: int = 0,
+        gas: int | None = None,
+    ) -> Receipt:
+        """Sign, send and wait for a contract call; raises TransactionReverted."""
+        from ._abi import encode_call
+
+        to = checksum(address, "contract address")
+        return self._send(account, to, encode_call(abi, fn_name, args), value=value, gas=gas)
+
+    def send_value(self, account: LocalAccount, to: str, value: int) -> Receipt:
+        """Transfer ``value`` wei."""
+        return self._send(account, checksum(to), b"", value=value)

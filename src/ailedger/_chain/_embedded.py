@@ -41,14 +41,20 @@ from eth_utils.crypto import keccak
 from eth_utils.exceptions import ValidationError as EthValidationError
 
 from ..errors import ChainError
-from ._abi import ABI, decode_output, encode_call, encode_deploy, revert_reason
-from ._backend import RawLog, Receipt, TransactionReverted, checksum, topics_match
+from ._abi import ABI, decode_output, encode_call, revert_reason
+from ._backend import (
+    RawLog,
+    Receipt,
+    SigningBackend,
+    TransactionReverted,
+    checksum,
+    topics_match,
+)
 from ._sqlitedb import SQLiteKV
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-    from ._artifacts import Artifact
 
 DEFAULT_EMBEDDED_CHAIN_ID = 1337
 GAS_LIMIT = 30_000_000
@@ -85,7 +91,7 @@ def _token_floor(data: bytes) -> int:
     return 21_000 + 10 * (zeros + 4 * (len(data) - zeros))
 
 
-class EmbeddedBackend:
+class EmbeddedBackend(SigningBackend):
     """A private chain in a SQLite file. Created (with genesis) on first open.
 
     ``genesis_alloc`` (address → wei) funds accounts at creation; later use
@@ -347,28 +353,6 @@ class EmbeddedBackend:
             )
             raise TransactionReverted(reason, result)
         return result
-
-    def deploy(self, account: LocalAccount, artifact: Artifact, *args: Any) -> str:
-        receipt = self._send(account, None, encode_deploy(artifact.bytecode, artifact.abi, args))
-        assert receipt.contract_address is not None
-        return receipt.contract_address
-
-    def transact(
-        self,
-        account: LocalAccount,
-        address: str,
-        abi: ABI,
-        fn_name: str,
-        args: Sequence[Any],
-        *,
-        value: int = 0,
-        gas: int | None = None,
-    ) -> Receipt:
-        to = checksum(address, "contract address")
-        return self._send(account, to, encode_call(abi, fn_name, args), value=value, gas=gas)
-
-    def send_value(self, account: LocalAccount, to: str, value: int) -> Receipt:
-        return self._send(account, checksum(to), b"", value=value)
 
     def fund(self, address: str, amount: int = DEFAULT_FUND_AMOUNT) -> Receipt:
         """Dev chain only: transfer ``amount`` wei from the genesis faucet."""

@@ -21,13 +21,19 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception, Web3RPCError
 
 from ..errors import ChainError
-from ._abi import ABI, decode_output, encode_call, encode_deploy, revert_reason
-from ._backend import RawLog, Receipt, TransactionReverted, checksum, topics_match
+from ._abi import ABI, decode_output, encode_call, revert_reason
+from ._backend import (
+    RawLog,
+    Receipt,
+    SigningBackend,
+    TransactionReverted,
+    checksum,
+    topics_match,
+)
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-    from ._artifacts import Artifact
 
 T = TypeVar("T")
 
@@ -65,7 +71,7 @@ def _reason(exc: ContractLogicError) -> str:
     return msg.removeprefix("execution reverted: ") or "transaction reverted without a reason"
 
 
-class RpcBackend:
+class RpcBackend(SigningBackend):
     """A chain reached over JSON-RPC (HTTP). Checks the node on construction."""
 
     def __init__(
@@ -244,29 +250,6 @@ class RpcBackend:
         except Exception:
             pass
         return f"transaction {receipt.tx_hash} failed (out of gas?)"
-
-    def deploy(self, account: LocalAccount, artifact: Artifact, *args: Any) -> str:
-        receipt = self._send(account, None, encode_deploy(artifact.bytecode, artifact.abi, args))
-        if receipt.contract_address is None:
-            raise ChainError(f"deploying {artifact.name} created no contract")
-        return receipt.contract_address
-
-    def transact(
-        self,
-        account: LocalAccount,
-        address: str,
-        abi: ABI,
-        fn_name: str,
-        args: Sequence[Any],
-        *,
-        value: int = 0,
-        gas: int | None = None,
-    ) -> Receipt:
-        to = checksum(address, "contract address")
-        return self._send(account, to, encode_call(abi, fn_name, args), value=value, gas=gas)
-
-    def send_value(self, account: LocalAccount, to: str, value: int) -> Receipt:
-        return self._send(account, checksum(to), b"", value=value)
 
     # -- history --------------------------------------------------------------
     def receipt(self, tx_hash: str) -> Receipt | None:
