@@ -27,7 +27,7 @@ from .errors import ChainError, InputError, VerificationError
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-    from ._chain import ChainBackend, CheckpointRegistryClient, Deployment, LogInfo
+    from ._chain import AnchorRecord, ChainBackend, CheckpointRegistryClient, Deployment, LogInfo
     from ._log.store import Log
 
 
@@ -44,6 +44,13 @@ class AnchorResult:
     timestamp: int
     gas_used: int | None
     already: bool  # True when the chain had this checkpoint before this call
+
+    @classmethod
+    def of(cls, rec: AnchorRecord, *, already: bool) -> AnchorResult:
+        return cls(
+            rec.size, rec.root, rec.chain_id, rec.contract, rec.tx_hash, rec.block_number,
+            rec.timestamp, rec.gas_used, already=already,
+        )  # fmt: skip
 
     def ref(self, log_id: bytes) -> str:
         """The receipt ``extra`` anchor reference (canonical JSON; unauthenticated)."""
@@ -177,7 +184,7 @@ def anchor(
 ) -> AnchorResult:
     """Anchor the log's latest checkpoint (signing one if the tree grew). Idempotent."""
     note = log.checkpoint()
-    cp = Checkpoint.parse(note[: note.rfind("\n\n") + 1])
+    cp = Checkpoint.from_note(note)
     if cp.size == 0:
         raise InputError("nothing to anchor: the log is empty")
     log_id = ensure_log_registered(reg, cp.origin, str(verifier), sign)
@@ -197,18 +204,7 @@ def anchor(
         result = _find(reg, log_id, cp.size, already=True)
     else:
         proof = log.consistency_proof(latest.size, cp.size) if latest is not None else []
-        rec = reg.anchor(log_id, cp.size, cp.root, proof)
-        result = AnchorResult(
-            rec.size,
-            rec.root,
-            rec.chain_id,
-            rec.contract,
-            rec.tx_hash,
-            rec.block_number,
-            rec.timestamp,
-            rec.gas_used,
-            already=False,
-        )
+        result = AnchorResult.of(reg.anchor(log_id, cp.size, cp.root, proof), already=False)
     if reg.root_at(log_id, cp.size) != cp.root:  # read back before recording anything
         raise ChainError(f"anchor of size {cp.size} is not on chain after the transaction")
     log.set_witness(cp.size, result.ref(log_id))
@@ -218,17 +214,7 @@ def anchor(
 def _find(reg: CheckpointRegistryClient, log_id: bytes, size: int, already: bool) -> AnchorResult:
     for rec in reversed(reg.history(log_id)):
         if rec.size == size:
-            return AnchorResult(
-                rec.size,
-                rec.root,
-                rec.chain_id,
-                rec.contract,
-                rec.tx_hash,
-                rec.block_number,
-                rec.timestamp,
-                rec.gas_used,
-                already=already,
-            )
+            return AnchorResult.of(rec, already=already)
     raise ChainError(f"anchor of size {size} has no Anchored event on chain")
 
 

@@ -304,7 +304,7 @@ class Workspace:
         With ``size``, against the checkpoint issued at that size, which must exist.
         """
         note = self.log.checkpoint() if size is None else self.log.checkpoint_at(size)
-        cp = Checkpoint.parse(note[: note.rfind("\n\n") + 1])
+        cp = Checkpoint.from_note(note)
         proof = self.log.inclusion_proof(index, cp.size)
         ref = self.log.witness(cp.size)
         return Receipt(index, tuple(proof), note, ref.encode() if ref else None).text()

@@ -159,7 +159,7 @@ def _story(tmp: Path) -> None:
     console.print("  " + receipts[indices[1]].replace("\n", "\n  ").rstrip(), style="dim")
 
     _step("6. The log only grows: consistency between two checkpoints, checked on chain")
-    old = Checkpoint.parse(note[: note.rfind("\n\n") + 1])
+    old = Checkpoint.from_note(note)
     ws.record(
         statement(
             [{"name": "model.bin", "digest": _digest(model)}],
@@ -167,7 +167,7 @@ def _story(tmp: Path) -> None:
             {"env": "staging"},
         )
     )
-    new = Checkpoint.parse(ws.log.checkpoint().split("\n\n")[0] + "\n")
+    new = Checkpoint.from_note(ws.log.checkpoint())
     proof = ws.log.consistency_proof(old.size, new.size)
     merkle.verify_consistency(old.size, new.size, proof, old.root, new.root)
     _ok(f"tree {new.size} extends tree {old.size} ({len(proof)} hashes prove it)")

@@ -187,6 +187,15 @@ class Checkpoint:
         return f"{self.origin}\n{self.size}\n{root}\n{ext}"
 
     @classmethod
+    def from_note(cls, note: str) -> Checkpoint:
+        """The checkpoint body of a signed note, WITHOUT checking its signature.
+
+        For notes this log signed itself; anything received goes through
+        :func:`open_checkpoint`.
+        """
+        return cls.parse(note[: note.rfind("\n\n") + 1])
+
+    @classmethod
     def parse(cls, text: str) -> Checkpoint:
         if not text.endswith("\n"):
             raise VerificationError("malformed checkpoint: must end with a newline")

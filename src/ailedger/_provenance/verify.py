@@ -596,7 +596,7 @@ def _receipt(ws: Workspace, index: int, size: int | None, notes: dict[int | None
     if size not in notes:
         notes[size] = ws.log.checkpoint() if size is None else ws.log.checkpoint_at(size)
     note = notes[size]
-    cp = Checkpoint.parse(note[: note.rfind("\n\n") + 1])
+    cp = Checkpoint.from_note(note)
     proof = ws.log.inclusion_proof(index, cp.size)
     ref = ws.log.witness(cp.size)
     return Receipt(index, tuple(proof), note, ref.encode() if ref else None).text()
