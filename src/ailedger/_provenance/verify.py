@@ -35,6 +35,7 @@ from .._verify import verify_envelope
 from ..errors import Error, InputError, NotFoundError, VerificationError
 from . import types as t
 from .bundle import Bundle, bundle_verifier, load_bundle
+from .fingerprint import file_leaf
 from .lineage import (
     _HEX64,
     LineageGraph,
@@ -368,10 +369,10 @@ class _Checker:
                 )
                 return
             leaves = [
-                _canon({"path": f["path"], "sha256": f["sha256"], "size": f["size"]})
+                file_leaf(str(f["path"]), _hex64(f["sha256"]), _count(f["size"]))
                 for f in sorted(files, key=lambda f: str(f["path"]).encode())
             ]
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, Error) as e:
             self.add("data", False, f"dataset manifest is malformed: {e}", n)
             return
         root = merkle.root(leaves).hex()
@@ -437,10 +438,16 @@ def _why(data: bytes | Exception | None) -> str:
     return "content does not match its digest (modified)"
 
 
-def _canon(obj: Any) -> bytes:
-    import rfc8785
+def _hex64(v: object) -> str:
+    if not isinstance(v, str) or len(v) != 64 or v.strip("0123456789abcdef"):
+        raise ValueError(f"not a sha256 hex digest: {v!r}")
+    return v
 
-    return rfc8785.dumps(obj)
+
+def _count(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"not a file size: {v!r}")
+    return v
 
 
 def _utc(ts: int) -> str:
