@@ -238,6 +238,17 @@ def _label(n: StatementNode) -> str:
             bits.append(escape(", ".join(f"{k}={v}" for k, v in list(m.items())[:4])))
     elif n.kind == "predictions":
         bits.append(f"{pred.get('count')} predictions")
+    elif n.kind in ("round", "contribution") and isinstance(pred.get("swarm"), dict):
+        what = f"swarm {pred['swarm'].get('id')} round {pred.get('round')}"
+        if n.kind == "round":
+            out, rule = pred.get("outcome"), pred.get("rule")
+            status = out.get("status") if isinstance(out, dict) else None
+            rule_name = rule.get("rule") if isinstance(rule, dict) else None
+            what += f" ({status}, {rule_name}, {len(pred.get('members') or [])} members)"
+        else:
+            names = [str(d.get("name")) for d in pred.get("datasets") or [] if isinstance(d, dict)]
+            what = f"by {pred.get('member')} to {what}, datasets: {', '.join(names) or 'none'}"
+        bits.append(escape(what))
     elif n.kind == "access" and n.agreement:
         bits.append(escape(n.agreement))
     else:

@@ -190,6 +190,11 @@ def register(app: typer.Typer) -> None:
         dp_clip: Annotated[float | None, typer.Option(help="DP: L2 clip of the update.")] = None,
         dp_noise: Annotated[float, typer.Option(help="DP: noise multiplier σ.")] = 1.0,
         dp_delta: Annotated[float, typer.Option(help="DP: δ.")] = 1e-5,
+        dataset: Annotated[
+            list[str] | None,
+            typer.Option(help="A registered dataset (`data add`) this member trains on;"
+                         " repeatable. Named in each round's signed contribution."),
+        ] = None,
         home: Home = None,
     ) -> None:
         """Take part in rounds: train, commit, aggregate, submit, record each round."""
@@ -202,7 +207,8 @@ def register(app: typer.Typer) -> None:
         fn = load_train(train)
         dp = DPConfig(clip=dp_clip, noise_multiplier=dp_noise, delta=dp_delta) if dp_clip else None
         with _open(home) as ws:
-            m = SwarmMember(ws, swarm_id, train=fn, node_url=node, dp=dp)
+            m = SwarmMember(ws, swarm_id, train=fn, node_url=node, dp=dp,
+                            datasets=list(dataset or []))
             if not m.sw.node_url(swarm_id, ws.address):
                 m.join(node)
             for _ in range(rounds):
@@ -213,3 +219,82 @@ def register(app: typer.Typer) -> None:
             if out is not None:
                 out.write_bytes(encode(m.global_params()))
                 _out(f"wrote {out}")
+
+    @swarm.command("prove")
+    def prove_cmd(
+        swarm_id: Annotated[int, typer.Argument(metavar="SWARM")],
+        round: Annotated[int, typer.Argument(metavar="ROUND")],
+        output: Annotated[
+            str, typer.Option("-o", "--output", help="Proof file, or - for stdout.")
+        ] = "-",
+        home: Home = None,
+    ) -> None:
+        """Write a self-contained proof of this member's contribution to ROUND (anchors first)."""
+        import json
+
+        from .._swarm.contribution import prove
+        from .lineage import _write
+
+        if swarm_id < 0 or round < 0:
+            raise InputError("SWARM and ROUND must be non-negative")
+        with _open(home) as ws:
+            doc = prove(ws, swarm_id, round)
+        _write(output, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+
+    @swarm.command("check-proof")
+    def check_proof_cmd(
+        proof: Annotated[Path, typer.Argument(metavar="FILE", help="From `swarm prove`.")],
+        chain: Annotated[
+            str | None,
+            typer.Option(help="Chain to check on: JSON-RPC URL or embedded chain file"
+                         " (default: this workspace's)."),
+        ] = None,
+        contracts: Annotated[
+            Path | None, typer.Option(help="With --chain: the deployment.json to trust.")
+        ] = None,
+        home: Home = None,
+    ) -> None:
+        """Verify a contribution proof: signatures, receipts, anchors and the chain."""
+        from .._swarm.contribution import check_proof
+        from .app import _read_input
+
+        data = _read_input(str(proof))
+        if (chain is None) != (contracts is None):
+            raise InputError("--chain and --contracts go together")
+        if chain is not None and contracts is not None:
+            res = _check_on(data, chain, contracts)
+        else:
+            with _open(home) as ws:
+                res = check_proof(
+                    data, swarm_rounds=ws.swarm_rounds(), identities=ws.identity_registry(),
+                    checkpoints=ws.registry(),
+                )  # fmt: skip
+        names = ", ".join(
+            f"{d['name']} (root {d['fingerprint']['root'][:16]}…)" for d in res.datasets
+        ) or "no datasets named"
+        _out(f"✔ {res.member} contributed update sha256:{res.update} to swarm {res.swarm_id}"
+             f" round {res.round}")
+        _out(f"  datasets: {names}")
+        _out(f"  round finalised to sha256:{res.global_digest}; log checkpoint size"
+             f" {res.tree_size} anchored in block {res.anchor_block}")
+
+
+def _check_on(data: bytes, chain: str, contracts: Path) -> Any:
+    from .._anchor import chain_spec, open_backend, registry
+    from .._chain import Deployment, IdentityRegistryClient, SwarmRoundsClient
+    from .._swarm.contribution import check_proof
+
+    backend = open_backend(chain_spec(chain))
+    try:
+        dep = Deployment.load(str(contracts))
+        dep.validate(backend)
+        if "SwarmRounds" not in dep.contracts:
+            raise InputError(f"{contracts} names no SwarmRounds contract")
+        return check_proof(
+            data,
+            swarm_rounds=SwarmRoundsClient(backend, dep.contracts["SwarmRounds"]),
+            identities=IdentityRegistryClient(backend, dep.contracts["IdentityRegistry"]),
+            checkpoints=registry(backend, dep),
+        )
+    finally:
+        backend.close()

@@ -237,6 +237,20 @@ def create_app(
             raise NotFoundError(f"no public blob sha256:{digest} on this node")
         return _blob_response(ws, digest)
 
+    @app.get(
+        "/swarm/{swarm_id}/round/{round}/contribution",
+        summary="This member's signed contribution to a swarm round (DSSE envelope)",
+    )
+    async def swarm_contribution(swarm_id: int, round: int) -> Response:
+        # Public like /blob: the envelope is a log entry (tiles serve it too) and its blob
+        # is on the allow-list; this route only finds it by (swarm, round). docs/swarm.md.
+        from .._swarm import contribution
+
+        if not (0 <= swarm_id < 1 << 63 and 0 <= round < 1 << 63):  # SQLite integers
+            raise NotFoundError(f"no contribution to swarm {swarm_id} round {round}")
+        env = contribution.served(state.workspace(), swarm_id, round)
+        return Response(env, media_type="application/json")
+
     # -- gateway --------------------------------------------------------------------
 
     async def authorise(request: Request, request_id: int, purpose: str) -> gateway.Grant:

@@ -68,6 +68,15 @@ def _blobs_needed(g: LineageGraph) -> list[tuple[str, str]]:
             d = _digest_in(pred.get("leaves"))
             if d:
                 out.append((d, "prediction-leaves"))
+        elif n.predicate_type == t.FEDERATED_ROUND:
+            # Peers' contributions live in their logs: the envelopes the round relied on
+            # travel with the bundle so `verify` can check them again without the peers.
+            for m in pred.get("members") or []:
+                ct = m.get("contribution") if isinstance(m, dict) else None
+                env = ct.get("envelope") if isinstance(ct, dict) else None
+                d = env.get("sha256") if isinstance(env, dict) else None
+                if isinstance(d, str) and _HEX64.fullmatch(d):
+                    out.append((d, "swarm-contribution"))
     seen: set[str] = set()
     return [(d, r) for d, r in out if not (d in seen or seen.add(d))]  # type: ignore[func-returns-value]
 
@@ -460,10 +469,15 @@ def prov_document(g: LineageGraph, origin: str) -> dict[str, Any]:
             uid = ent(dep.ref.digest, dep.ref.name, dep.ref.kind)
             used.append(uid)
             add("used", {"prov:activity": aid, "prov:entity": uid})
-        if n.predicate_type in (t.TRAINING, t.DATASET, t.PREDICTIONS):
-            typ = {t.TRAINING: "model", t.DATASET: "dataset", t.PREDICTIONS: "predictions"}[
-                n.predicate_type
-            ]
+        made = {
+            t.TRAINING: "model",
+            t.DATASET: "dataset",
+            t.PREDICTIONS: "predictions",
+            t.FEDERATED_ROUND: "model",
+            t.SWARM_CONTRIBUTION: "model update",
+        }
+        if n.predicate_type in made:
+            typ = made[n.predicate_type]
             for s in n.subjects:
                 gid = ent(s.digest, s.name, typ)
                 add("wasGeneratedBy", {"prov:entity": gid, "prov:activity": aid})

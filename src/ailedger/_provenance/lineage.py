@@ -45,7 +45,10 @@ NAME = "name"  # dataset statements: the subject name ("dataset:<name>") in the 
 # artifact's history); any other type's subjects are only *talked about*.
 # DATA_ACCESS: a dataset received under a DataAgreements grant is "made" here by its
 # access statement, so a model trained on shared data links to its grant.
-PRODUCING = frozenset({t.TRAINING, t.DATASET, t.PREDICTIONS, t.DATA_ACCESS, t.FEDERATED_ROUND})
+# SWARM_CONTRIBUTION: a member's update is made by its contribution (from its datasets).
+PRODUCING = frozenset(
+    {t.TRAINING, t.DATASET, t.PREDICTIONS, t.DATA_ACCESS, t.FEDERATED_ROUND, t.SWARM_CONTRIBUTION}
+)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 _SCHEMA = """
@@ -159,11 +162,28 @@ def dependencies(ptype: str, pred: Mapping[str, Any]) -> list[Ref]:
         d = _sha(pred.get("inputGlobal"))
         if d:
             out.append(Ref(d, "global model before the round", t.KIND_MODEL))
+        # Then each member whose update was used, followed by the datasets its verified
+        # contribution names (registered in that member's log, not necessarily this one).
         for m in pred.get("members") or []:
             upd = m.get("update") if isinstance(m, dict) else None
             d = _sha(upd.get("digest")) if isinstance(upd, dict) else None
-            if d and isinstance(m, dict) and m.get("used"):
-                out.append(Ref(d, f"update of {m.get('address')}", t.KIND_FILE))
+            if not (d and isinstance(m, dict) and m.get("used")):
+                continue
+            ct = m.get("contribution")
+            verified = isinstance(ct, dict) and ct.get("verified") is True
+            note = "" if verified or not isinstance(ct, dict) else " (contribution not verified)"
+            out.append(Ref(d, f"update of {m.get('address')}{note}", t.KIND_FILE))
+            for ds in (m.get("datasets") or []) if verified else []:
+                dd = _sha(ds.get("digest")) if isinstance(ds, dict) else None
+                if dd and isinstance(ds, dict):
+                    out.append(
+                        Ref(dd, f"{ds.get('name')} of {m.get('address')}", t.KIND_MEMBER_DATASET)
+                    )
+    elif ptype == t.SWARM_CONTRIBUTION:
+        for ds in pred.get("datasets") or []:
+            d = _sha(ds.get("digest")) if isinstance(ds, dict) else None
+            if d and isinstance(ds, dict):
+                out.append(Ref(d, _str(ds.get("name")), t.KIND_DATASET))
     return out
 
 
@@ -348,6 +368,7 @@ class StatementNode:
             t.PREDICTIONS: "predictions",
             t.DATA_ACCESS: "access",
             t.FEDERATED_ROUND: "round",
+            t.SWARM_CONTRIBUTION: "contribution",
         }.get(self.predicate_type, "statement")
 
     @property
@@ -392,6 +413,9 @@ class LineageGraph:
     referrers: list[int]
     nodes: dict[int, StatementNode]
     effective_predicates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Statements whose dependencies were resolved (the producers' history and the
+    # referrers); a producer of a referrer's input is in ``nodes`` but not walked further.
+    walked: set[int] = field(default_factory=set)
 
     def __iter__(self) -> Iterator[StatementNode]:
         return iter(self.nodes[i] for i in sorted(self.nodes))
@@ -482,7 +506,7 @@ def build_graph(src: Source, digest: str, name: str | None = None) -> LineageGra
                     break
             if name:
                 break
-    return LineageGraph(digest, name, producers, referrers, nodes, preds)
+    return LineageGraph(digest, name, producers, referrers, nodes, preds, seen | set(referrers))
 
 
 def _time_of(ptype: str, pred: Mapping[str, Any]) -> str | None:

@@ -26,7 +26,9 @@ COMMAND_BUILD_TYPE: Final = "https://ailedger.dev/command/v1"  # `ailedger run -
 EVALUATION: Final = "https://ailedger.dev/evaluation/v1"
 PREDICTIONS: Final = "https://ailedger.dev/predictions/v1"
 DATA_ACCESS: Final = "https://ailedger.dev/data-access/v1"  # later (sharing)
-FEDERATED_ROUND: Final = "https://ailedger.dev/federated-round/v1"  # later (swarm)
+FEDERATED_ROUND: Final = "https://ailedger.dev/federated-round/v1"  # docs/swarm.md
+# A swarm member's signed claim about its own update: which registered datasets made it.
+SWARM_CONTRIBUTION: Final = "https://ailedger.dev/swarm-contribution/v1"  # docs/swarm.md
 
 FINGERPRINT_ALG: Final = "rfc9162-sha256"
 
@@ -34,6 +36,9 @@ KIND_DATASET: Final = "dataset"
 KIND_MODEL: Final = "model"
 KIND_CODE: Final = "code"
 KIND_FILE: Final = "file"
+# A dataset a swarm member says (in its signed contribution) it trained on; registered in
+# that member's own log, so another member's lineage names it without holding its statement.
+KIND_MEMBER_DATASET: Final = "member-dataset"
 
 
 def digest(sha256_hex: str) -> dict[str, str]:
@@ -83,5 +88,12 @@ def dataset_subject_name(name: str) -> str:
 #   "application/jsonl"}, "from": RFC 3339, "to": RFC 3339}; subject:
 #   {name: "predictions:<batch id>", digest: sha256 of the leaves blob}. Leaf = RFC 8785 JSON
 #   of {"input_sha256", "output_sha256", "time"}.
+
+# SWARM_CONTRIBUTION predicate {"swarm": {"id", "chainId", "contract"}, "round": int,
+#   "member": address, "update": {"digest": {sha256}, "numExamples": int},
+#   "datasets": [{"name", "version", "digest": {sha256: manifest},
+#                 "fingerprint": {"algorithm", "root"},
+#                 "statement": {"origin", "index", "envelope": {sha256}}}]};
+#   subject: {name: "swarm:<id>/round:<r>/update", digest: the committed update}.
 
 Predicate = dict[str, Any]

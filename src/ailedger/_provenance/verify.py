@@ -121,6 +121,8 @@ def _short(ptype: str | None) -> str:
         t.DATASET: "dataset",
         t.EVALUATION: "evaluation",
         t.PREDICTIONS: "predictions",
+        t.FEDERATED_ROUND: "swarm round",
+        t.SWARM_CONTRIBUTION: "swarm contribution",
     }.get(ptype or "", ptype or "")
 
 
@@ -178,6 +180,9 @@ class _Checker:
         self._notes: dict[str, Checkpoint] = {}
         # From a bundle there is no data to rebuild a records-mode root from.
         self.bundle = False
+        # A swarm member's Ed25519 key by address (from the IdentityRegistry); None: no
+        # chain to ask, so peers' contribution signatures are not checked (a warning).
+        self.member_key: Callable[[str], bytes | None] | None = None
 
     def add(self, check: str, ok: bool, detail: str, n: StatementNode | None = None) -> None:
         self.r.checks.append(
@@ -289,6 +294,68 @@ class _Checker:
             self._dataset(n, pred, blob, omitted)
         elif n.predicate_type == t.PREDICTIONS:
             self._predictions(n, pred, blob, omitted)
+        elif n.predicate_type == t.FEDERATED_ROUND:
+            self._contributions(n, pred, blob)
+
+    def _contributions(
+        self, n: StatementNode, pred: Mapping[str, Any], blob: Callable[[str], bytes | None]
+    ) -> None:
+        """Re-check each member's contribution the round statement relies on: the envelope
+        kept by digest, its signature under the member's registered key, its subject (the
+        committed update) and that it names the datasets the round statement records."""
+        from .._swarm import contribution
+
+        sw = pred.get("swarm")
+        swarm = (
+            {"id": sw.get("id"), "chainId": sw.get("chainId"), "contract": sw.get("contract")}
+            if isinstance(sw, dict)
+            else None
+        )
+        for m in pred.get("members") or []:
+            if not isinstance(m, dict) or not isinstance(m.get("contribution"), dict):
+                continue  # no update this round, or a statement from before contributions
+            ct, addr = m["contribution"], str(m.get("address"))
+            upd = m.get("update")
+            update = upd.get("digest", {}).get("sha256") if isinstance(upd, dict) else None
+            if ct.get("verified") is not True:
+                self.r.warnings.append(
+                    f"statement {n.index}: the contribution of {addr} was not verified when"
+                    f" the round ran ({ct.get('reason')}): its datasets are not recorded"
+                )
+                continue
+            env = ct.get("envelope")
+            d = env.get("sha256") if isinstance(env, dict) else None
+            if not (isinstance(d, str) and _HEX64.fullmatch(d)) or swarm is None:
+                self.add("contribution", False, f"{addr}: no envelope digest or swarm", n)
+                continue
+            data = _get(blob, d)
+            if not (isinstance(data, bytes) and hashlib.sha256(data).hexdigest() == d):
+                self.add("contribution", False, f"{addr}: envelope sha256:{d}: {_why(data)}", n)
+                continue
+            try:
+                key = self.member_key(addr) if self.member_key is not None else None
+                datasets = contribution.check(
+                    data, key, swarm=swarm, r=pred.get("round"), member=addr,
+                    update=str(update),
+                )  # fmt: skip
+                if datasets != m.get("datasets"):
+                    raise VerificationError(
+                        "the datasets recorded are not those its signed contribution names"
+                    )
+            except Error as e:
+                self.add("contribution", False, f"{addr}: {e}", n)
+                continue
+            names = ", ".join(str(x["name"]) for x in datasets) or "no datasets named"
+            if key is None:
+                self.r.warnings.append(
+                    f"statement {n.index}: the contribution of {addr} ({names}) matches its"
+                    " digest, but its signature was not checked: the member's key is on chain"
+                )
+                continue
+            self.add(
+                "contribution", True,
+                f"{addr} signed its update sha256:{str(update)[:16]}… ({names})", n,
+            )  # fmt: skip
 
     def _blob(
         self,
@@ -536,14 +603,16 @@ def _verify_workspace(
             ),
         )
     backend = None
+    ids_fn: Callable[[], IdentityRegistryClient] | None = None if offline else ws.identity_registry
     if offline:
         ck.anchor_skip = "offline"
         report.warnings.append("anchors not checked (--offline)")
     elif chain is not None:
         if contracts is None:
             raise InputError("--chain needs --contracts (the deployment.json to trust)")
-        backend, reg, _ = _open_chain(chain, contracts)
+        backend, reg, ids = _open_chain(chain, contracts)
         ck.anchor_fn = lambda cp: check_anchor(cp, ws.verifier, reg, ws.log)
+        ids_fn = lambda: ids  # noqa: E731
     else:
         try:
             reg = ws.registry()
@@ -554,6 +623,7 @@ def _verify_workspace(
     keys = dict(ws.trusted_keys())
     keys.update(trusted_keys or {})
     names = {ws.keyid: ws.name}
+    ck.member_key = _member_keys(ids_fn, {ws.address.lower(): ws.ed25519_public})
     witnessed = [s for s in ws.log.checkpoint_sizes() if ws.log.witness(s)]
     notes: dict[int | None, str] = {}
     try:
@@ -572,13 +642,41 @@ def _verify_workspace(
     return report
 
 
+def _member_keys(
+    ids: Callable[[], IdentityRegistryClient] | None, known: Mapping[str, bytes]
+) -> Callable[[str], bytes | None]:
+    """Address → Ed25519 key: ``known`` ones, else the IdentityRegistry (``ids``; None:
+    offline, no key). Raises VerificationError for an unknown or revoked identity."""
+    from .._swarm.contribution import member_key
+
+    opened: list[IdentityRegistryClient] = []
+
+    def key(addr: str) -> bytes | None:
+        if addr.lower() in known:
+            return known[addr.lower()]
+        if ids is None:
+            return None
+        if not opened:
+            try:
+                opened.append(ids())
+            except Error as e:
+                raise VerificationError(f"cannot read the IdentityRegistry: {e}") from None
+        return member_key(opened[0], addr)
+
+    return key
+
+
 def _unrecorded(ck: _Checker, g: LineageGraph, where: str) -> None:
     """Report every input without a producer in the graph, so dropping a statement (from
     a bundle, or never recording it) is visible: a dataset must have its registration."""
     seen: set[str] = set()
     for n in g:
+        if n.index not in g.walked:
+            continue  # an input's producer reached from a referrer: its inputs were not looked up
         for dep in n.dependencies:
             ref = dep.ref
+            if ref.kind == t.KIND_MEMBER_DATASET:
+                continue  # registered in that member's log: its contribution check covers it
             producers = dep.producers or (g.producers if ref.digest == g.digest else [])
             if ref.kind == t.KIND_DATASET:
                 if any(g.nodes[j].predicate_type == t.DATASET for j in producers):
@@ -801,6 +899,8 @@ def _verify_bundle(
             if nm is not None:
                 keys[kid] = key
                 names[kid] = f"{nm} (IdentityRegistry)"
+    if ids is not None:
+        ck.member_key = _member_keys(lambda: ids, {})
     if not key_bound:
         msg = (
             "key taken from the bundle: check it out of band"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ChainError, Error, InputError, NotFoundError, VerificationError
+from . import contribution as contrib
 from . import params as pm
 from .aggregate import aggregate_with_report, rule_spec
 from .dp import Accountant, DPConfig, privatize
@@ -34,15 +35,15 @@ FetchFn = Callable[[str, str], bytes | None]
 RULE_NAMES = ("fedavg", "median", "trimmed_mean", "krum")  # index = contract rule code
 
 
-def http_fetch(node_url: str, digest: str, *, timeout: float = 10.0) -> bytes | None:
-    """GET ``<node_url>/blob/sha256/<digest>``; None when the node does not serve it.
+def http_get(url: str, node_url: str, timeout: float) -> bytes | None:
+    """GET ``url`` on a peer's node; None on 404.
 
-    @raise Error: the node could not be reached (the caller records why it skipped).
+    @raise ChainError: the node could not be reached or answered another error.
     """
     import httpx
 
     try:
-        r = httpx.get(f"{node_url.rstrip('/')}/blob/sha256/{digest}", timeout=timeout)
+        r = httpx.get(url, timeout=timeout)
     except httpx.HTTPError as e:
         raise ChainError(f"node {node_url} unreachable: {type(e).__name__}") from None
     if r.status_code == 404:
@@ -50,6 +51,14 @@ def http_fetch(node_url: str, digest: str, *, timeout: float = 10.0) -> bytes | 
     if r.status_code != 200:
         raise ChainError(f"node {node_url} answered HTTP {r.status_code}")
     return r.content
+
+
+def http_fetch(node_url: str, digest: str, *, timeout: float = 10.0) -> bytes | None:
+    """GET ``<node_url>/blob/sha256/<digest>``; None when the node does not serve it.
+
+    @raise Error: the node could not be reached (the caller records why it skipped).
+    """
+    return http_get(f"{node_url.rstrip('/')}/blob/sha256/{digest}", node_url, timeout)
 
 
 def rule_of(info: SwarmInfo) -> tuple[str, object]:
@@ -100,6 +109,10 @@ class SwarmMember:
     @param dp: optional differential privacy on the update (delta = trained − global).
     @param poll: seconds between chain polls while waiting.
     @param timeout: bound on any one wait, seconds (default: the window plus 60 s).
+    @param datasets: names of this workspace's registered datasets the member trains on;
+        each round's signed contribution names them (docs/swarm.md).
+    @param fetch_contribution: ``(node_url, swarm, round) -> bytes | None`` (default HTTP
+        ``/swarm/<swarm>/round/<r>/contribution``).
     """
 
     def __init__(
@@ -113,6 +126,8 @@ class SwarmMember:
         dp: DPConfig | None = None,
         poll: float = 0.2,
         timeout: float | None = None,
+        datasets: list[str] | None = None,
+        fetch_contribution: contrib.FetchContribution | None = None,
     ) -> None:
         self.ws = ws
         self.swarm_id = swarm_id
@@ -130,6 +145,14 @@ class SwarmMember:
         self.model_spec = info.model_spec.hex()
         self.rule, self.rule_param = rule_of(info)
         self.rule_spec = rule_spec(self.rule, self.rule_param)
+        # Resolved now, so a name that is not registered fails before anything is committed.
+        self.datasets = contrib.dataset_refs(ws, list(datasets or []))
+        self.fetch_contribution: contrib.FetchContribution = (
+            fetch_contribution or contrib.http_fetch
+        )
+        dep = ws.deployment
+        self.swarm_ref = {"id": swarm_id, "chainId": dep.chain_id,
+                          "contract": dep.contracts["SwarmRounds"]}
 
     # -- chain views ----------------------------------------------------------------
 
@@ -247,6 +270,7 @@ class SwarmMember:
         data = pm.encode(trained)
         mine = publish(self.ws, data)
         self._cache[mine] = pm.decode(data, expected_digest=mine)
+        own = contrib.record(self.ws, self.swarm_ref, r, mine, n, self.datasets)
 
         # 2. commit, then wait for every joined member's commit or the deadline.
         self.sw.commit(self.swarm_id, r, bytes.fromhex(mine), n)
@@ -276,6 +300,10 @@ class SwarmMember:
                 used.append((p, k, d))
             except Error as e:
                 skipped[m] = str(e)
+        contributions = {
+            m: self._own_contribution(own) if m == self.me else self._peer_contribution(m, r, d)
+            for m, (d, _) in commits.items()
+        }
 
         # 4. aggregate deterministically and submit.
         agg_digest: str | None = None
@@ -324,7 +352,7 @@ class SwarmMember:
 
         pred = self._predicate(
             r, ri, info, g_in, mine, n, commits, [d for _, _, d in used], skipped,
-            agg_digest, submitted, report, outcome, dp_spent,
+            agg_digest, submitted, report, outcome, dp_spent, contributions,
         )
         from .._provenance import types as t
         from .._statements.intoto import statement
@@ -405,6 +433,35 @@ class SwarmMember:
             raise InputError("update tensors differ from the global model's")
         return p
 
+    def _own_contribution(self, own: contrib.Recorded) -> dict[str, Any]:
+        return {"verified": True, "envelope": {"sha256": own.digest}, "index": own.index,
+                "datasets": self.datasets}
+
+    def _peer_contribution(self, member: str, r: int, update: str) -> dict[str, Any]:
+        """Fetch and check a peer's contribution. Never raises: a missing or bad one is
+        recorded (``verified: false`` with the reason) and the update is still used."""
+        out: dict[str, Any] = {"verified": False}
+        url = self.sw.node_url(self.swarm_id, member)
+        if not url:
+            return {**out, "reason": "no node URL registered"}
+        try:
+            env = self.fetch_contribution(url, self.swarm_id, r)
+        except Error as e:
+            return {**out, "reason": str(e)}
+        if env is None:
+            return {**out, "reason": f"no contribution served by {url}"}
+        if len(env) <= contrib.MAX_ENVELOPE:
+            # Kept (even when it does not verify: it is the evidence) so a bundle can
+            # carry it and `verify` can check it again offline.
+            out["envelope"] = {"sha256": self.ws.blobs.put(env)}
+        try:
+            key = contrib.member_key(self.ws.identity_registry(), member)
+            datasets = contrib.check(env, key, swarm=self.swarm_ref, r=r, member=member,
+                                     update=update)
+        except Error as e:
+            return {**out, "reason": str(e)}
+        return {**out, "verified": True, "datasets": datasets}
+
     def _outcome(self, r: int) -> RoundOutcome | None:
         for o in self.sw.history(self.swarm_id, from_block=self.ws.deployment.deployed_at_block):
             if o.round == r:
@@ -427,6 +484,7 @@ class SwarmMember:
         report: dict[str, Any] | None,
         outcome: RoundOutcome | None,
         dp_spent: dict[str, Any] | None,
+        contributions: Mapping[str, dict[str, Any]],
     ) -> dict[str, Any]:
         dep = self.ws.deployment
         members = []
@@ -438,6 +496,9 @@ class SwarmMember:
                 entry["used"] = c[0] in used and m not in skipped
                 if m in skipped:
                     entry["skipped"] = skipped[m]
+                ct = dict(contributions.get(m) or {"verified": False, "reason": "not fetched"})
+                entry["datasets"] = ct.pop("datasets", [])
+                entry["contribution"] = ct
             members.append(entry)
         out: dict[str, Any] = {"status": "pending"}
         if outcome is not None:
