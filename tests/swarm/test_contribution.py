@@ -305,7 +305,7 @@ def test_check_rejects_contribution_for_another_round_or_member(
         ds = contrib.check(entry, ws.ed25519_public, swarm=swarm, r=0, member=ws.address,
                            update=c[0].hex())
         assert [d["name"] for d in ds] == ["shard-b"]
-        with pytest.raises(VerificationError, match="not swarm .* round 1"):
+        with pytest.raises(VerificationError, match=r"not swarm .* round 1"):
             contrib.check(entry, ws.ed25519_public, swarm=swarm, r=1, member=ws.address,
                           update=c[0].hex())
         with pytest.raises(VerificationError, match="member"):
@@ -409,7 +409,7 @@ def test_any_tampered_field_fails(env: dict[str, Any], proof: dict[str, Any]) ->
     leaves = list(_leaves(doc))
     assert len(leaves) > 15
     for path in leaves:
-        with pytest.raises(VerificationError, match="^contribution proof: "):
+        with pytest.raises(VerificationError, match=r"^contribution proof: "):
             check(_tampered(doc, path))
     # A checkpoint signature byte, and a dataset left out.
     bad = copy.deepcopy(doc)
@@ -464,7 +464,7 @@ def test_proof_for_a_round_without_commitment_fails(
         doc = contrib.document(ws, swarm, 2, fake, rec.index, ri)
     finally:
         ws.close()
-    with pytest.raises(VerificationError, match="committed no update in swarm .* round 2"):
+    with pytest.raises(VerificationError, match=r"committed no update in swarm .* round 2"):
         _checker(env["homes"][0])(doc)
     one_error_line(cli(env["homes"][1], "swarm", "prove", str(sid), "2"),
                    "committed no update in swarm")

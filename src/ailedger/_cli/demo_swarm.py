@@ -5,10 +5,16 @@ its own node, and commits their digests on chain; every member aggregates the sa
 updates and a round is final when a quorum agrees on one global digest. Then one member turns
 malicious (a sign-flipped, scaled update); with the coordinate-wise median the honest members
 still agree and the model stays accurate.
+
+Each hospital registers its third as a dataset first; every round's signed contribution
+names it, so the final model's lineage lists every round and, under each, every member's
+dataset; one member then proves its contribution (`swarm prove`) and a peer checks the
+proof against the chain (`swarm check-proof`).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from collections.abc import Callable
@@ -16,13 +22,16 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from .. import Workspace
+from .. import Error, Workspace
 from .._chain import AggregationRule
 from .._node.app import create_app
+from .._provenance.datasets import add_dataset
+from .._provenance.lineage import lineage
 from .._swarm import encode, get_params, set_params
 from .._swarm.runner import RoundResult, SwarmMember, publish
 from .demo import DemoFailedError, _caught, _ok, _step, console
 from .demo_share import _serving_app
+from .lineage import draw
 
 
 def run_swarm_story(tmp: Path) -> None:
@@ -82,6 +91,16 @@ def _story(tmp: Path) -> None:
         return float(m.score(xte, yte))
 
     init = {"coef": np.zeros((10, 64)), "intercept": np.zeros(10)}
+    shards = [f"{h.name}-records" for h in homes]
+    for i, h in enumerate(homes):
+        folder = tmp / f"{h.name}-data"
+        folder.mkdir()
+        rows = np.column_stack([xtr[parts[i]], ytr[parts[i]]])
+        np.savetxt(folder / "train.csv", rows, delimiter=",", fmt="%.6g")
+        with Workspace.open(h) as ws:
+            add_dataset(ws, folder, name=shards[i])
+    _ok("each hospital registered its own third as a dataset in its own log: "
+        + ", ".join(shards))
 
     with ExitStack() as stack:
         urls = [stack.enter_context(_serving_app(create_app(h))) for h in homes]
@@ -110,7 +129,8 @@ def _story(tmp: Path) -> None:
             for i, h in enumerate(homes):
                 ws = Workspace.open(h)
                 try:
-                    SwarmMember(ws, sid, train=trainers[i], node_url=urls[i], timeout=90).join()
+                    SwarmMember(ws, sid, train=trainers[i], node_url=urls[i], timeout=90,
+                                datasets=[shards[i]]).join()
                 finally:
                     ws.close()
             results: list[list[RoundResult]] = [[], [], []]
@@ -119,7 +139,8 @@ def _story(tmp: Path) -> None:
             def worker(i: int) -> None:
                 ws = Workspace.open(homes[i])
                 try:
-                    member = SwarmMember(ws, sid, train=trainers[i], node_url=urls[i], timeout=90)
+                    member = SwarmMember(ws, sid, train=trainers[i], node_url=urls[i],
+                                         timeout=90, datasets=[shards[i]])
                     results[i] = member.run(rounds)
                 except BaseException as e:
                     errors.append(e)
@@ -155,6 +176,7 @@ def _story(tmp: Path) -> None:
         _ok(f"federated accuracy {acc:.3f} vs centralised {central:.3f} (data never pooled)")
         if acc < central - 0.02:
             raise DemoFailedError("federated accuracy is more than 2 points below centralised")
+        _lineage_and_proof(tmp, homes, sid, next(iter(digests)), shards)
 
         sid = swarm(AggregationRule.MEDIAN)
         res = run(sid, [trainer(0), trainer(1), trainer(2, poison=True)], 2)
@@ -171,3 +193,46 @@ def _story(tmp: Path) -> None:
             )
         finally:
             ws.close()
+
+
+def _lineage_and_proof(
+    tmp: Path, homes: list[Path], sid: int, final: str, shards: list[str]
+) -> None:
+    """The final model's lineage names every member's dataset; south proves its part."""
+    from .._swarm import contribution
+
+    model = tmp / "swarm-model.params"
+    with Workspace.open(homes[0]) as ws:
+        model.write_bytes(ws.blobs.get(final))
+        g = lineage(ws, model)
+    rounds = [n for n in g if n.kind == "round"]
+    named = {
+        d.ref.name or "" for n in rounds for d in n.dependencies if d.ref.kind == "member-dataset"
+    }
+    if len(rounds) != 3 or not all(any(s in x for x in named) for s in shards):
+        raise DemoFailedError("the final model's lineage does not name every member's dataset")
+    _ok(f"lineage of swarm-model.params in north's log: {len(rounds)} rounds, each naming every"
+        " member's dataset (`ailedger lineage swarm-model.params`):")
+    console.print(draw(g))
+    with Workspace.open(homes[1]) as ws:
+        proof = contribution.prove(ws, sid, 2)  # `ailedger swarm prove <sid> 2 -o proof.json`
+    (tmp / "south-proof.json").write_text(json.dumps(proof, indent=1, sort_keys=True))
+    with Workspace.open(homes[2]) as ws:  # `ailedger swarm check-proof proof.json`, by east
+        res = contribution.check_proof(
+            proof, swarm_rounds=ws.swarm_rounds(), identities=ws.identity_registry(),
+            checkpoints=ws.registry(),
+        )  # fmt: skip
+        _ok(f"south proved its round-2 update sha256:{res.update[:16]}… came from"
+            f" {', '.join(d['name'] for d in res.datasets)}: signatures, receipts, anchor"
+            " and on-chain commitment checked by east")
+        bad = json.loads(json.dumps(proof))
+        bad["roundStatement"]["index"] += 1
+        try:
+            contribution.check_proof(
+                bad, swarm_rounds=ws.swarm_rounds(), identities=ws.identity_registry(),
+                checkpoints=ws.registry(),
+            )  # fmt: skip
+        except Error as e:
+            _caught(f"the same proof with one index changed: {e}")
+        else:
+            raise DemoFailedError("an edited contribution proof was accepted")

@@ -292,7 +292,9 @@ def draw(g: LineageGraph) -> Tree:
                 f"← {escape(kind)} [cyan]{escape(dep.ref.name or '')}[/cyan]"
                 f" sha256:{dep.ref.digest[:16]}…"
             )
-            if not dep.producers:
+            if not dep.producers and kind == "member-dataset":
+                d.add("[dim]registered in that member's log (its contribution is verified)[/dim]")
+            elif not dep.producers:
                 d.add("[dim]no recorded history[/dim]")
             for j in dep.producers:
                 add_statement(d, j, seen | {i})
