@@ -144,19 +144,22 @@ def record(
     """Sign and append the contribution, keep its envelope as a public blob and index it
     for the node's contribution route. Done before the commit: a member MUST NOT commit an
     update whose contribution it does not serve."""
-    from .._node.public import mark_public
+    from .._node import public
 
     idx = ws.record(statement(swarm, r, ws.address, update, num_examples, datasets))
     env = ws.log.get(idx)
     d = ws.blobs.put(env)
-    mark_public(ws.path, d)
-    db = _db(ws)
+    db = public.connect(ws.path)  # one transaction: served (allow-listed) and findable
     try:
-        db.execute(
-            "INSERT OR REPLACE INTO swarm_contributions VALUES (?,?,?,?,?,?,?)",
-            (int(swarm["chainId"]), str(swarm["contract"]).lower(), int(swarm["id"]), r,
-             update, d, idx),
-        )
+        db.execute(_DDL)
+        with db:
+            db.execute("BEGIN")
+            db.execute("INSERT OR IGNORE INTO public_blobs VALUES (?)", (d,))
+            db.execute(
+                "INSERT OR REPLACE INTO swarm_contributions VALUES (?,?,?,?,?,?,?)",
+                (int(swarm["chainId"]), str(swarm["contract"]).lower(), int(swarm["id"]), r,
+                 update, d, idx),
+            )  # fmt: skip
     except sqlite3.Error as e:
         raise WorkspaceError(f"{ws.path / 'provenance.sqlite'}: {e}") from None
     finally:
