@@ -459,17 +459,22 @@ def test_crashed_member_is_missed_and_honest_quorum_finalises(
 ) -> None:
     """C joins, then never takes part: A and B wait out the (short) commit window,
     aggregate their two updates and finalise; C's miss is on chain and in the statements."""
-    sid = create(swarm_env, data, "fedavg", commit_window=4)
+    sid = create(swarm_env, data, "fedavg", commit_window=10)
     # Embedded-chain blocks are stamped max(wall clock, parent + 1 s): after a burst of
     # transactions chain time runs ahead of the wall clock and, with nobody transacting,
-    # waits for it. Empty transfers (time passing on chain) let the deadline arrive.
+    # waits for it. Empty transfers (time passing on chain) let the deadline arrive —
+    # only once A and B have committed, so a slow (loaded) machine cannot close the
+    # window on an honest member before it commits.
     stop = threading.Event()
 
     def tick() -> None:
         ws = Workspace.open(swarm_env["homes"][2])
         try:
+            sw = ws.swarm_rounds()
             while not stop.wait(0.3):
-                ws.chain.send_value(ws.account, ws.address, 0)
+                ri = sw.round_info(sid, 0)
+                if ri is not None and ri.commit_count >= 2:
+                    ws.chain.send_value(ws.account, ws.address, 0)
         finally:
             ws.close()
 
