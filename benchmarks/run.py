@@ -44,6 +44,7 @@ def main() -> None:
     crypto = _run("bench_crypto.py", *(["--quick"] if quick else []))
     node = _run("bench_node.py", *(["--quick"] if quick else []))
     aggregate = _run("bench_aggregate.py", *(["--quick"] if quick else []))
+    swarm = _run("bench_swarm.py", *(["--quick"] if quick else []))
     head = (
         f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()}"
         f" cores ({cpu}), Python {platform.python_version()}, SQLite"
@@ -62,6 +63,7 @@ def main() -> None:
         f"\n## Encryption at rest (issue 5)\n\n{crypto}\n"
         f"\n## Node and data gateway (issue 5)\n\n{node}\n"
         f"\n## Swarm aggregation (issue 6)\n\n{aggregate}\n"
+        f"\n## Swarm rounds: coordination overhead and scaling (issue 6)\n\n{swarm}\n"
         + _analysis()
     )
     print(DOC.read_text())

@@ -29,9 +29,7 @@ from ailedger._statements import dsse, intoto
 from ailedger._swarm import contribution as contrib
 from ailedger._swarm.runner import SwarmMember
 
-from .test_runner import Data, create, run_members, running, statements
-from .test_runner import data as data  # the shared fixtures
-from .test_runner import swarm_env as swarm_env
+from .conftest import Data, create, run_members, running, statements
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 SHARDS = ("shard-a", "shard-b", "shard-c")

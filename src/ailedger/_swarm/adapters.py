@@ -103,9 +103,11 @@ def state_dict_to_params(state_dict: Mapping[str, Any], *, floats_only: bool = F
     ``numpy.asarray``; torch itself is not imported.
 
     @param state_dict: ordered name -> tensor.
-    @param floats_only: skip non-float entries (e.g. BatchNorm's ``num_batches_tracked``)
-        instead of refusing them.
-    @raise InputError: a non-float32/float64 tensor (bfloat16/float16 too: convert first).
+    @param floats_only: skip integer and boolean entries (e.g. BatchNorm's
+        ``num_batches_tracked``) instead of refusing them. Floating tensors of another
+        precision are refused either way: skipping them would silently leave weights out.
+    @raise InputError: a float tensor that is not float32/float64 (bfloat16/float16:
+        convert first), a complex tensor, or a tensor that cannot be read as an array.
     """
     out: dict[str, Any] = {}
     for name, value in state_dict.items():
@@ -114,14 +116,21 @@ def state_dict_to_params(state_dict: Mapping[str, Any], *, floats_only: bool = F
             v = v.detach()
         if hasattr(v, "cpu"):
             v = v.cpu()
-        arr = v.numpy() if hasattr(v, "numpy") else np.asarray(v)
-        arr = np.asarray(arr)
+        try:
+            arr = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+        except (TypeError, RuntimeError, ValueError) as e:
+            # torch refuses .numpy() for dtypes numpy lacks (bfloat16, float8, ...)
+            raise InputError(
+                f"state_dict entry {name!r} cannot be read as an array "
+                f"({getattr(v, 'dtype', type(v).__name__)}): convert it to float32 first ({e})"
+            ) from None
         if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
-            if floats_only:
+            if floats_only and arr.dtype.kind in "biu":
                 continue
             raise InputError(
                 f"state_dict entry {name!r} has dtype {arr.dtype}; only float32/float64 are "
-                "exchanged (pass floats_only=True to skip integer buffers)"
+                "exchanged (convert other floats first; floats_only=True skips integer "
+                "buffers)"
             )
         out[name] = np.array(arr, copy=True)
     return normalise(out)
@@ -137,13 +146,20 @@ def params_to_state_dict(
         takes its dtype and device (use with ``module.load_state_dict(..., strict=False)``
         when ``like`` has non-float buffers that were skipped).
     @return: name -> ``torch.Tensor``.
-    @raise InputError: torch is not installed, or names/shapes do not match ``like``.
+    @raise InputError: torch is not installed, or names/shapes do not match ``like`` (a
+        floating tensor of ``like`` missing from ``params`` included).
     """
     try:
         torch = importlib.import_module("torch")
     except ImportError as e:
         raise InputError("PyTorch is not installed: pip install torch") from e
     p = normalise(params)
+    if like is not None:
+        # Every floating tensor of the model MUST come back: with strict=False a missing
+        # weight would otherwise keep its old value without a word.
+        lost = [k for k, v in like.items() if k not in p and _is_float_tensor(v)]
+        if lost:
+            raise InputError(f"the parameters lack the model's tensors {lost}")
     out: dict[str, Any] = {}
     for name, arr in p.items():
         t = torch.from_numpy(arr.copy())
@@ -159,3 +175,10 @@ def params_to_state_dict(
             t = t.to(dtype=ref.dtype, device=ref.device)
         out[name] = t
     return out
+
+
+def _is_float_tensor(v: Any) -> bool:
+    f = getattr(v, "is_floating_point", None)
+    if callable(f):
+        return bool(f())
+    return np.asarray(v).dtype.kind == "f"
