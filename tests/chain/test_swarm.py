@@ -465,6 +465,33 @@ def test_crashed_member_is_recorded_and_an_honest_quorum_finalises(chain: ChainE
     assert o.missed == (s.addr[4],) and o.supporters == tuple(s.addr[:3])
 
 
+def test_settle_gas_covers_the_worst_finalisation_at_max_members(chain: ChainEnv) -> None:
+    """The deciding submission pays for the whole settle path (every member's minority or
+    miss counter, the next round's start). The client floors the limit of submit/join/close
+    at ``settle_gas`` because a node's estimate, taken before a peer's submission is mined,
+    can miss that path entirely; here the worst case at 32 members stays under the floor."""
+    from ailedger._chain._swarm import MAX_MEMBERS
+
+    s = Swarm(chain, n=MAX_MEMBERS)
+    sid = s.create(quorum=MAX_MEMBERS // 2 + 1)
+    s.join_all()
+    for i in range(MAX_MEMBERS - 1):  # the last member misses the round
+        s.commit(i, 0)
+    r0 = s.m[0].round_info(sid, 0)
+    assert r0 is not None
+    advance(chain, r0.commit_deadline - head_time(chain) + 1)
+    quorum = MAX_MEMBERS // 2 + 1
+    for i in range(quorum, MAX_MEMBERS - 1):  # everyone else outside the quorum: minority
+        s.m[i].submit_global(sid, 0, h(f"minority {i}"))
+    for i in range(quorum - 1):
+        s.m[i].submit_global(sid, 0, h("g"))
+    rc = s.m[quorum - 1].submit_global(sid, 0, h("g"))
+    assert len(events(s.m[0], rc, "MinoritySubmission")) == MAX_MEMBERS - 1 - quorum
+    assert len(events(s.m[0], rc, "MissedCommit")) == 1
+    assert s.m[0].round_info(sid, 0).status is RoundStatus.FINALIZED  # type: ignore[union-attr]
+    assert rc.gas_used <= s.m[0].settle_gas(sid)
+
+
 def test_round_without_quorum_fails_on_close(s: Swarm) -> None:
     sid = s.create(quorum=3)
     with reverts("unknown swarm"):

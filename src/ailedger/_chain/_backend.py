@@ -104,8 +104,13 @@ class ChainBackend(Protocol):
         *,
         value: int = 0,
         gas: int | None = None,
+        min_gas: int = 0,
     ) -> Receipt:
-        """Sign, send and wait for a contract call; raises TransactionReverted."""
+        """Sign, send and wait for a contract call; raises TransactionReverted.
+
+        ``min_gas`` is a floor under the estimated limit, for calls whose cost depends on
+        what is mined before them (the estimate is taken against the current head).
+        """
         ...
 
     def send_value(self, account: LocalAccount, to: str, value: int) -> Receipt:
@@ -158,9 +163,9 @@ def topics_match(log_topics: Sequence[bytes], wanted: Sequence[bytes | None]) ->
 class SigningBackend:
     """What both backends share above their one transport-specific step, ``_send``.
 
-    ``_send(account, to, data, value=, gas=)`` signs locally, submits, waits and returns the
-    mined receipt (raising TransactionReverted); contract calls, deployments and transfers
-    are the same on every backend and are built on it here.
+    ``_send(account, to, data, value=, gas=, min_gas=)`` signs locally, submits, waits and
+    returns the mined receipt (raising TransactionReverted); contract calls, deployments and
+    transfers are the same on every backend and are built on it here.
     """
 
     def _send(
@@ -171,6 +176,7 @@ class SigningBackend:
         *,
         value: int = 0,
         gas: int | None = None,
+        min_gas: int = 0,
     ) -> Receipt:
         raise NotImplementedError
 
@@ -193,12 +199,15 @@ class SigningBackend:
         *,
         value: int = 0,
         gas: int | None = None,
+        min_gas: int = 0,
     ) -> Receipt:
         """Sign, send and wait for a contract call; raises TransactionReverted."""
         from ._abi import encode_call
 
         to = checksum(address, "contract address")
-        return self._send(account, to, encode_call(abi, fn_name, args), value=value, gas=gas)
+        return self._send(
+            account, to, encode_call(abi, fn_name, args), value=value, gas=gas, min_gas=min_gas
+        )
 
     def send_value(self, account: LocalAccount, to: str, value: int) -> Receipt:
         """Transfer ``value`` wei."""

@@ -94,8 +94,10 @@ class _Client:
             raise ChainError(f"{self.artifact_name} client has no account to send transactions")
         return self.account
 
-    def _transact(self, fn: str, args: Sequence[object]) -> Receipt:
-        return self.backend.transact(self._signer(), self.address, self.artifact.abi, fn, args)
+    def _transact(self, fn: str, args: Sequence[object], *, min_gas: int = 0) -> Receipt:
+        return self.backend.transact(
+            self._signer(), self.address, self.artifact.abi, fn, args, min_gas=min_gas
+        )
 
     def _call(self, fn: str, args: Sequence[object]) -> Any:
         return self.backend.call(self.address, self.artifact.abi, fn, args)

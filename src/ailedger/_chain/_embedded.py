@@ -289,6 +289,7 @@ class EmbeddedBackend(SigningBackend):
         *,
         value: int = 0,
         gas: int | None = None,
+        min_gas: int = 0,
     ) -> Receipt:
         sender = account.address
         with self._locked(exclusive=True), self._db.transaction():
@@ -305,7 +306,7 @@ class EmbeddedBackend(SigningBackend):
                 ok, out, used = self._dry_run(chain, sender, to, data, value)
                 if not ok:
                     raise TransactionReverted(revert_reason(out))
-                gas = min(GAS_LIMIT, max(used, _token_floor(data)) * 5 // 4 + 20_000)
+                gas = min(GAS_LIMIT, max(max(used, _token_floor(data)) * 5 // 4 + 20_000, min_gas))
             base_fee = int(chain.header.base_fee_per_gas or 0)
             tip = 10**9
             max_fee = 2 * base_fee + tip

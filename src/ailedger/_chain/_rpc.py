@@ -185,6 +185,7 @@ class RpcBackend(SigningBackend):
         *,
         value: int = 0,
         gas: int | None = None,
+        min_gas: int = 0,
     ) -> Receipt:
         sender = account.address
         tx: dict[str, Any] = {"from": sender, "value": value, "data": _hexstr(data)}
@@ -195,7 +196,7 @@ class RpcBackend(SigningBackend):
             raise ChainError(f"account {sender} has no funds on chain {self._chain_id}")
         if gas is None:
             est = self._rpc(lambda: int(self._w3.eth.estimate_gas(tx)), "estimate gas")  # type: ignore[arg-type]
-            gas = est * 6 // 5 + 10_000
+            gas = max(est * 6 // 5 + 10_000, min_gas)
         fees = self._fees()
         price = fees.get("maxFeePerGas", fees.get("gasPrice", 0))
         if balance < gas * price + value:

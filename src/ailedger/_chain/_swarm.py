@@ -24,6 +24,11 @@ from ._clients import _Client, _hash32
 
 MAX_MEMBERS = 32
 MAX_NODE_URL_BYTES = 256
+# Upper bound on settling a round (tests/chain/test_swarm*.py measure the worst case at
+# MAX_MEMBERS): the submission's own writes and the next round's start, plus per member a
+# few cold reads and one new counter slot with its event (missed or minority).
+SETTLE_GAS_BASE = 300_000
+SETTLE_GAS_PER_MEMBER = 40_000
 MAX_WINDOW = 365 * 86400  # seconds; the contract's bound on each window
 _ZERO32 = b"\x00" * 32
 
@@ -162,13 +167,26 @@ class SwarmRoundsClient(_Client):
         )
         return int(self._event(receipt, "SwarmCreated")["swarm_id"]), receipt
 
+    def settle_gas(self, swarm_id: int) -> int:
+        """A gas limit that covers settling a round of ``swarm_id`` (finalise or fail, and
+        start the next): the path a submission, join or close takes when another member's
+        transaction mined just before it made it the deciding one. The node's estimate was
+        taken against the state before, so it can be short by the whole settle path.
+        """
+        info = self.swarm_info(swarm_id)
+        n = info.member_count if info is not None else MAX_MEMBERS
+        return SETTLE_GAS_BASE + SETTLE_GAS_PER_MEMBER * n
+
     def join(self, swarm_id: int, node_url: str) -> Receipt:
         """Join (or update the node URL of) this member; may start round 0."""
         if not isinstance(node_url, str):
             raise ChainError("node URL must be a string")
         if len(node_url.encode("utf-8")) > MAX_NODE_URL_BYTES:
             raise ChainError(f"node URL is longer than {MAX_NODE_URL_BYTES} bytes")
-        return self._transact("join", [_uint(swarm_id, "swarm id"), node_url])
+        # The last join starts round 0: it may become the deciding one once mined.
+        return self._transact(
+            "join", [_uint(swarm_id, "swarm id"), node_url], min_gas=self.settle_gas(swarm_id)
+        )
 
     def start(self, swarm_id: int) -> Receipt:
         """Start round 0 once a quorum joined (joined members only)."""
@@ -191,11 +209,16 @@ class SwarmRoundsClient(_Client):
         return self._transact(
             "submit_global",
             [_uint(swarm_id, "swarm id"), _uint(round, "round"), _hash32(digest, "global digest")],
+            min_gas=self.settle_gas(swarm_id),
         )
 
     def close_round(self, swarm_id: int, round: int) -> Receipt:
         """Fail the current round after its submit deadline without a quorum (anyone)."""
-        return self._transact("close_round", [_uint(swarm_id, "swarm id"), _uint(round, "round")])
+        return self._transact(
+            "close_round",
+            [_uint(swarm_id, "swarm id"), _uint(round, "round")],
+            min_gas=self.settle_gas(swarm_id),
+        )
 
     # -- views ----------------------------------------------------------------
     def swarm_count(self) -> int:
