@@ -13,6 +13,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -124,7 +125,7 @@ class SwarmMember:
         node_url: str | None = None,
         fetch: FetchFn | None = None,
         dp: DPConfig | None = None,
-        poll: float = 0.2,
+        poll: float = 0.05,
         timeout: float | None = None,
         datasets: list[str] | None = None,
         fetch_contribution: contrib.FetchContribution | None = None,
@@ -293,13 +294,20 @@ class SwarmMember:
                 commits[m] = (c[0].hex(), c[1])
         used: list[tuple[Params, int, str]] = []
         skipped: dict[str, str] = {}
-        for m, (d, k) in sorted(commits.items()):
-            try:
-                p = self._cache.get(d) if m == self.me else self._fetch_update(m, d, base)
-                assert p is not None
-                used.append((p, k, d))
-            except Error as e:
-                skipped[m] = str(e)
+        # Chain reads stay on this thread; the downloads (and their digest checks) overlap,
+        # so a round waits for the slowest peer rather than the sum of all of them.
+        urls = {m: self.sw.node_url(self.swarm_id, m) for m in commits if m != self.me}
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(urls)))) as pool:
+            futures = {
+                m: pool.submit(self._fetch_update, m, commits[m][0], base, urls[m]) for m in urls
+            }
+            for m, (d, k) in sorted(commits.items()):
+                try:
+                    p = self._cache.get(d) if m == self.me else futures[m].result()
+                    assert p is not None
+                    used.append((p, k, d))
+                except Error as e:
+                    skipped[m] = str(e)
         contributions = {
             m: self._own_contribution(own) if m == self.me else self._peer_contribution(m, r, d)
             for m, (d, _) in commits.items()
@@ -406,8 +414,11 @@ class SwarmMember:
         except Error:
             return None
 
-    def _fetch_update(self, member: str, d: str, like: Params) -> Params:
-        url = self.sw.node_url(self.swarm_id, member)
+    def _fetch_update(
+        self, member: str, d: str, like: Params, url: str | None = None
+    ) -> Params:
+        if url is None:
+            url = self.sw.node_url(self.swarm_id, member)
         if not url:
             raise NotFoundError("no node URL registered")
         data: bytes | None = None
