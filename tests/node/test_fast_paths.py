@@ -22,13 +22,13 @@ import pytest
 from ailedger._chain import EmbeddedBackend
 from ailedger._crypto import sealed
 from ailedger._node import gateway
-from ailedger._node.client import NodeClient, _BlobStream
+from ailedger._node.client import NodeClient, _BlobStream, fetch
 from ailedger._provenance import encrypted
 from ailedger._provenance.datasets import find_dataset
 from ailedger._provenance.fingerprint import fingerprint
 from ailedger.errors import ChainError, NotFoundError, VerificationError
 
-from .test_gateway import PURPOSE, World, _grant
+from .test_gateway import PURPOSE, World, _grant, _same_tree, _sealed_blob
 from .test_gateway import world as world  # the shared fixture
 
 # -- the request path ---------------------------------------------------------------
@@ -216,3 +216,24 @@ def test_write_behind_keeps_order_and_reraises_write_errors() -> None:
     with pytest.raises(OSError, match="No space left"), encrypted._WriteBehind(Full()) as w:
         for _ in range(10):
             w.write(b"x" * 100)
+
+
+def test_fetch_through_the_write_behind_thread(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(encrypted, "_WRITE_BEHIND_MIN", 0)  # every file, not only big ones
+    out = world.tmp / "o-behind"
+    fetch(world.req, world.url, f"request:{world.rid}", out)
+    _same_tree(world.data, out)
+    path = _sealed_blob(world)
+    orig = path.read_bytes()
+    bad = bytearray(orig)
+    bad[-100] ^= 1  # the last chunk: earlier ones were already handed to the writer
+    path.write_bytes(bytes(bad))
+    try:
+        with pytest.raises(VerificationError, match="tampered"):
+            fetch(world.req, world.url, f"request:{world.rid}", world.tmp / "o-behind-bad")
+    finally:
+        path.write_bytes(orig)
+    assert not (world.tmp / "o-behind-bad").exists()
+    assert not [p for p in world.tmp.iterdir() if p.name.startswith(".o-behind-bad")]

@@ -30,7 +30,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Final
@@ -199,6 +199,9 @@ class _HashingWriter:
         self.h.update(b)
         self.n += len(b)
         return self.f.write(b)
+
+
+_WRITE_BEHIND_MIN = 4 * sealed.DEFAULT_CHUNK
 
 
 class _WriteBehind:
@@ -652,8 +655,12 @@ def _decrypt_all(
                 raise InputError(f"cannot write {dst}: {e.strerror or e}") from e
             with w, open_source(rel) as (src, sealed_sha):
                 reader = _HashingReader(src)
+                # A second thread only pays off over several chunks; a dataset of many
+                # small files would otherwise start one thread per file.
+                size = f.get("size")
+                behind = isinstance(size, int) and size > _WRITE_BEHIND_MIN
                 try:
-                    with _WriteBehind(w) as out_w:
+                    with _WriteBehind(w) if behind else nullcontext(_HashingWriter(w)) as out_w:
                         ctx = file_context(manifest_digest, rel)
                         for chunk in sealed.iter_open(key, reader, context=ctx):
                             out_w.write(chunk)
