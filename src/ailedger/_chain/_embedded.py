@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eth.abc import BlockHeaderAPI, ReceiptAPI
+from eth.abc import BlockHeaderAPI, ChainDatabaseAPI, ReceiptAPI
 from eth.chains.base import MiningChain
 from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth.vm.forks.prague import PragueVM
@@ -185,6 +185,11 @@ class EmbeddedBackend(SigningBackend):
         # Rebuilt on every use: another process may have mined since.
         return self._cls(self._db)
 
+    def _chaindb(self) -> ChainDatabaseAPI:
+        # Header reads need no chain object: building a MiningChain also builds the next
+        # block's header (~130 µs), which is most of the cost of reading the head.
+        return self._cls.get_chaindb_class()(self._db)
+
     def close(self) -> None:
         with self._tlock:
             if self._lock_fd >= 0:
@@ -205,12 +210,12 @@ class EmbeddedBackend(SigningBackend):
 
     def block_number(self) -> int:
         with self._locked(exclusive=False):
-            return int(self._chain().get_canonical_head().block_number)
+            return int(self._chaindb().get_canonical_head().block_number)
 
     def block_timestamp(self, number: int) -> int:
         with self._locked(exclusive=False):
             try:
-                header = self._chain().get_canonical_block_header_by_number(BlockNumber(number))
+                header = self._chaindb().get_canonical_block_header_by_number(BlockNumber(number))
             except HeaderNotFound:
                 raise ChainError(f"block {number} does not exist") from None
             return int(header.timestamp)

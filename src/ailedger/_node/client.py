@@ -17,6 +17,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,6 +129,29 @@ class NodeClient:
             raise VerificationError("the node's release is not JSON") from e
         return out
 
+    @contextmanager
+    def open_blob(
+        self, request_id: int, purpose: str, digest: str, size: int
+    ) -> Iterator[_BlobStream]:
+        """Stream one granted blob: a reader that checks its length, not its digest.
+
+        The caller MUST hash what it reads to the end and compare with ``digest``
+        (``decrypt_with_wrapped_key`` with a sealed index does).
+        """
+        q = quote(purpose, safe="")
+        req = self.signed(f"/data/{int(request_id)}/blob/{digest}?purpose={q}")
+        try:
+            r = self._http.send(req, stream=True)
+        except httpx.HTTPError as e:
+            raise NodeError(f"cannot reach the node at {self.url}: {e}") from e
+        try:
+            if r.status_code != 200:
+                r.read()
+                raise self._fail(r)
+            yield _BlobStream(r, digest, size)
+        finally:
+            r.close()
+
     def download(self, request_id: int, purpose: str, digest: str, size: int, dest: Path) -> None:
         """Stream one granted blob into ``dest``, checking its length and SHA-256.
 
@@ -163,6 +188,69 @@ class NodeClient:
             )
         if not hmac.compare_digest(h.hexdigest(), digest):
             raise VerificationError(f"blob sha256:{digest} arrived with other bytes (tampered)")
+
+
+class _BlobStream:
+    """A granted blob's body as it arrives, read in exact sizes (a blocking reader).
+
+    Refuses more bytes than announced as soon as they arrive and a short body at its
+    end, turning a broken connection into a VerificationError. It does not hash: the
+    reader (``_decrypt_all``) hashes what it reads and compares with the sealed index.
+    """
+
+    def __init__(self, response: httpx.Response, digest: str, size: int) -> None:
+        # Network-sized pieces (httpcore reads 64 KiB): re-chunking them in httpx
+        # would copy every byte once more before read() joins them.
+        self._it = response.iter_raw()
+        self._digest = digest
+        self._size = size
+        self._n = 0
+        self._rest = b""
+        self._done = False
+
+    def _next(self) -> bytes:
+        try:
+            chunk = next(self._it, b"")
+        except httpx.HTTPError as e:
+            raise VerificationError(
+                f"download of blob sha256:{self._digest} broke off after {self._n} of"
+                f" {self._size} bytes: {e}"
+            ) from e
+        if not chunk:
+            self._done = True
+            if self._n != self._size:
+                raise VerificationError(
+                    f"download of blob sha256:{self._digest} is truncated: {self._n} of"
+                    f" {self._size} bytes"
+                )
+            return b""
+        self._n += len(chunk)
+        if self._n > self._size:
+            raise VerificationError(
+                f"blob sha256:{self._digest} is longer than the {self._size} bytes announced"
+            )
+        return chunk
+
+    def read(self, n: int, /) -> bytes:
+        """``n`` bytes, fewer only at the end of the body."""
+        rest = self._rest
+        if len(rest) >= n:
+            self._rest = rest[n:]
+            return rest[:n]
+        parts = [rest] if rest else []
+        have = len(rest)
+        self._rest = b""
+        while have < n and not self._done:
+            chunk = self._next()
+            if have + len(chunk) > n:
+                # Split only the last piece: slicing the joined buffer would copy it all.
+                cut = n - have
+                chunk, self._rest = chunk[:cut], chunk[cut:]
+            parts.append(chunk)
+            have += len(chunk)
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
 
 
 def _hex64(v: Any, what: str) -> str:
@@ -250,12 +338,20 @@ def fetch_release(
     except OSError as e:
         raise InputError(f"cannot create {out}: {e.strerror or e}") from e
     try:
-        for digest, size in wanted.items():
-            client.download(request_id, purpose, digest, size, staging / digest)
+        for digest in (manifest, index):
+            client.download(request_id, purpose, digest, wanted[digest], staging / digest)
+
+        # Sealed files are decrypted as they arrive, in one pass: each blob's bytes are
+        # hashed (checked against the sealed index at its end), authenticated chunk by
+        # chunk, and only authenticated plaintext is written, into a staging folder that
+        # becomes ``out`` once every file, digest and the fingerprint checked out.
+        def opener(digest: str) -> Callable[[], AbstractContextManager[_BlobStream]]:
+            return lambda: client.open_blob(request_id, purpose, digest, wanted[digest])
+
         result = decrypt_with_wrapped_key(
             doc,
             x25519_private,
-            {p: staging / d for p, d in paths.items()},
+            {p: opener(d) for p, d in paths.items()},
             (staging / manifest).read_bytes(),
             out_dir=out,
             expected_root=root,

@@ -365,12 +365,23 @@ def _bind(ws: Workspace, grant: Grant, name: str, version: int) -> None:
         db.close()
 
 
-class DatasetCache:
-    """Loaded :class:`ServedDataset` by (name, version): a registration never changes."""
+_GrantKey = tuple[int, str | None, str]  # request id, wrapped-key digest, manifest digest
 
-    def __init__(self, limit: int = 64) -> None:
+
+class DatasetCache:
+    """Loaded :class:`ServedDataset` by (name, version): a registration never changes.
+
+    Also remembers which registration each grant was served from, so a grantee's
+    every later request skips the SQLite lookups of :func:`served_dataset`. That
+    binding is as permanent as the ``node_grant_datasets`` row written for it; it is
+    consulted only after the grant was checked live on chain for the request.
+    """
+
+    def __init__(self, limit: int = 64, grants: int = 4096) -> None:
         self._limit = limit
+        self._grant_limit = grants
         self._items: dict[tuple[str, int], ServedDataset] = {}
+        self._grants: dict[_GrantKey, tuple[str, int]] = {}
 
     def get(self, key: tuple[str, int]) -> ServedDataset | None:
         return self._items.get(key)
@@ -379,6 +390,14 @@ class DatasetCache:
         if len(self._items) >= self._limit:
             self._items.pop(next(iter(self._items)))
         self._items[key] = ds
+
+    def bound(self, grant: Grant) -> tuple[str, int] | None:
+        return self._grants.get((grant.request_id, grant.wrapped_key_digest, grant.dataset))
+
+    def bind(self, grant: Grant, key: tuple[str, int]) -> None:
+        if len(self._grants) >= self._grant_limit:
+            self._grants.pop(next(iter(self._grants)))
+        self._grants[(grant.request_id, grant.wrapped_key_digest, grant.dataset)] = key
 
 
 def _load(ws: Workspace, name: str, version: int, manifest_digest: str) -> ServedDataset | None:
@@ -432,10 +451,14 @@ def served_dataset(
         return ds
 
     if grant is not None:
-        bound = _registration_for(ws, grant)
+        bound = cache.bound(grant) if cache is not None else None
+        if bound is None:
+            bound = _registration_for(ws, grant)
         if bound is not None:
             ds = load(bound)
-            if ds is not None:
+            if ds is not None and ds.manifest_digest == manifest_digest:
+                if cache is not None:
+                    cache.bind(grant, bound)
                 return ds
     for rec in reversed(list_datasets(ws)):
         if rec.manifest_digest != manifest_digest:
@@ -445,6 +468,8 @@ def served_dataset(
             continue
         if grant is not None:
             _bind(ws, grant, ds.name, ds.version)
+            if cache is not None:
+                cache.bind(grant, (ds.name, ds.version))
         return ds
     raise NotFoundError(
         f"dataset sha256:{manifest_digest} is not served by this node (not"

@@ -24,11 +24,13 @@ import hmac
 import io
 import json
 import os
+import queue
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Final
@@ -104,6 +106,16 @@ class EncryptedDataset:
     index_digest: str
     chunk: int
     files: tuple[SealedFile, ...]
+
+
+# What a grantee may hand decrypt_with_wrapped_key per path (see there).
+SealedSource = (
+    bytes
+    | str
+    | os.PathLike[str]
+    | BinaryIO
+    | Callable[[], AbstractContextManager[sealed.Readable]]
+)
 
 
 @dataclass(frozen=True)
@@ -187,6 +199,54 @@ class _HashingWriter:
         self.h.update(b)
         self.n += len(b)
         return self.f.write(b)
+
+
+_WRITE_BEHIND_MIN = 4 * sealed.DEFAULT_CHUNK
+
+
+class _WriteBehind:
+    """Hashes and writes plaintext chunks on a second thread, in order.
+
+    ``hashlib`` and file writes release the GIL, so the next chunk is received and
+    decrypted while this one is hashed and written (on a slow disk the write is the
+    largest cost of a fetch). Only authenticated chunks are handed over; at most
+    ``depth`` are queued, so memory stays bounded (a few chunks). Use as a context manager: leaving
+    it waits for every write, and re-raises a write error.
+    """
+
+    def __init__(self, f: sealed.Writable, depth: int = 2) -> None:
+        self._f = f
+        self._q: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._err: BaseException | None = None
+        self.h = hashlib.sha256()
+        self.n = 0
+        self._t = threading.Thread(target=self._run, name="ailedger-write", daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while (b := self._q.get()) is not None:
+            if self._err is None:  # after an error keep draining, so put() never blocks
+                try:
+                    self.h.update(b)
+                    self._f.write(b)
+                except BaseException as e:  # re-raised on the caller's thread
+                    self._err = e
+
+    def write(self, b: bytes) -> int:
+        if self._err is not None:
+            raise self._err
+        self._q.put(b)
+        self.n += len(b)
+        return len(b)
+
+    def __enter__(self) -> _WriteBehind:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._q.put(None)
+        self._t.join()
+        if exc_type is None and self._err is not None:
+            raise self._err
 
 
 class _HashingReader:
@@ -511,6 +571,42 @@ def _safe_rel(path: str) -> tuple[str, ...]:
     return parts
 
 
+def _blame_blob(
+    reader: _HashingReader, sealed_sha: str | None, rel: str, e: VerificationError
+) -> None:
+    """After a chunk failed: if the blob is not the one the sealed index names, say so.
+
+    Reads the rest of the blob (bounded by its source) to hash it: a different blob
+    means it was tampered with or swapped in transit or at rest; the same blob means
+    the key or the stream itself is wrong, and ``e`` says how.
+    """
+    if sealed_sha is None:
+        return
+    try:
+        while reader.read(sealed.DEFAULT_CHUNK):
+            pass
+    except (Error, OSError):
+        return  # the source failed too (cut off): the chunk error stands
+    if not hmac.compare_digest(reader.h.hexdigest(), sealed_sha):
+        raise VerificationError(
+            f"{rel}: the sealed blob is not sha256:{sealed_sha} of the sealed index (tampered): {e}"
+        ) from e
+
+
+def _files_fingerprint(files: list[tuple[str, int, str]]) -> Fingerprint:
+    """What :func:`fingerprint` returns in files mode for a folder holding exactly these
+    files (path, size, SHA-256), without reading them again."""
+    from ..merkle import leaf_hash, root_from_leaf_hashes
+    from .fingerprint import Fingerprint, file_leaf
+
+    files = sorted(files)  # fingerprint's path order: code points = UTF-8 bytes
+    paths = tuple(f[0] for f in files)
+    sizes = tuple(f[1] for f in files)
+    shas = tuple(f[2] for f in files)
+    root = root_from_leaf_hashes([leaf_hash(file_leaf(p, h, n)) for p, n, h in files])
+    return Fingerprint("files", root.hex(), len(files), paths, sizes, shas, None, sum(sizes), None)
+
+
 def _decrypt_all(
     key: bytes,
     manifest_bytes: bytes,
@@ -543,14 +639,39 @@ def _decrypt_all(
         raise InputError(f"cannot create {out}: {e.strerror or e}") from e
     try:
         total = 0
+        opened: list[tuple[str, int, str]] = []
         for f in files:
             rel = f["path"]
             parts = _safe_rel(rel)
             dst = staging.joinpath(*parts)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            with open_source(rel) as (src, sealed_sha), open(dst, "xb") as w:
+            try:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                w = open(dst, "xb")  # noqa: SIM115 - closed below
+            except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:
+                # Staging is ours and starts empty: only a manifest naming one path
+                # twice (or as both a file and a folder) gets here.
+                raise VerificationError(f"manifest path {rel!r} clashes with another") from e
+            except OSError as e:
+                raise InputError(f"cannot write {dst}: {e.strerror or e}") from e
+            with w, open_source(rel) as (src, sealed_sha):
                 reader = _HashingReader(src)
-                got = open_sealed_file(key, reader, w, manifest_digest=manifest_digest, path=rel)
+                # A second thread only pays off over several chunks; a dataset of many
+                # small files would otherwise start one thread per file.
+                size = f.get("size")
+                behind = isinstance(size, int) and size > _WRITE_BEHIND_MIN
+                try:
+                    with _WriteBehind(w) if behind else nullcontext(_HashingWriter(w)) as out_w:
+                        ctx = file_context(manifest_digest, rel)
+                        for chunk in sealed.iter_open(key, reader, context=ctx):
+                            out_w.write(chunk)
+                except VerificationError as e:
+                    _blame_blob(reader, sealed_sha, rel, e)
+                    raise
+                got = OpenedFile(out_w.n, out_w.h.hexdigest())
+                # Read to the end: a streamed source checks its length there, and the
+                # digest below must cover every byte the blob has.
+                if reader.read(1):
+                    raise VerificationError(f"{rel}: bytes follow the end of the sealed stream")
                 if sealed_sha is not None and not hmac.compare_digest(
                     reader.h.hexdigest(), sealed_sha
                 ):
@@ -558,7 +679,14 @@ def _decrypt_all(
             if (got.size, got.sha256) != (f["size"], f["sha256"]):
                 raise VerificationError(f"{rel}: decrypted bytes differ from the manifest")
             total += got.size
-        fp = fingerprint(staging, records=mode == "records", workers=1)
+            opened.append((rel, got.size, got.sha256))
+        # Files mode: the leaves are (path, SHA-256, size) of each file, which were just
+        # computed over the exact bytes written, so the staged data is not read a second
+        # time. Records mode needs every record, so it re-reads.
+        if mode == "files":
+            fp = _files_fingerprint(opened)
+        else:
+            fp = fingerprint(staging, records=True, workers=1)
         if not hmac.compare_digest(
             hashlib.sha256(fp.manifest_bytes()).hexdigest(), manifest_digest
         ):
@@ -612,7 +740,7 @@ def decrypt_dataset(
 def decrypt_with_wrapped_key(
     wrapped_doc: str | bytes | Mapping[str, Any],
     x25519_private: x25519.X25519PrivateKey,
-    sealed_blobs_by_path: Mapping[str, bytes | str | os.PathLike[str] | BinaryIO],
+    sealed_blobs_by_path: Mapping[str, SealedSource],
     manifest: bytes,
     *,
     out_dir: str | os.PathLike[str],
@@ -622,8 +750,10 @@ def decrypt_with_wrapped_key(
     """Decrypt a dataset as a grantee, without the owner's workspace.
 
     @param wrapped_doc           the key wrapped to ``x25519_private``'s public key
-    @param sealed_blobs_by_path  manifest path -> sealed bytes, a file path, or a binary
-                                 file object positioned at the header
+    @param sealed_blobs_by_path  manifest path -> sealed bytes, a file path, a binary
+                                 file object positioned at the header, or a callable
+                                 opening a stream of it (called once, when that file is
+                                 decrypted; read to its end, then closed)
     @param manifest              the exact manifest blob; its sha256 must be the dataset
                                  digest the key was wrapped for
     @param expected_root         the root of the signed DATASET statement, if known
@@ -641,7 +771,7 @@ def decrypt_with_wrapped_key(
         shas = {f["path"]: f["sha256"] for f in idx["files"]}
 
     @contextmanager
-    def source(rel: str) -> Iterator[tuple[IO[bytes], str | None]]:
+    def source(rel: str) -> Iterator[tuple[sealed.Readable, str | None]]:
         s = sealed_blobs_by_path.get(rel)
         if s is None:
             raise VerificationError(f"{rel}: no sealed file given for it")
@@ -650,6 +780,9 @@ def decrypt_with_wrapped_key(
             raise VerificationError(f"{rel}: not in the sealed index")
         if isinstance(s, (bytes, bytearray)):
             yield io.BytesIO(s), want
+        elif callable(s):
+            with s() as f:
+                yield f, want
         elif isinstance(s, (str, os.PathLike)):
             try:
                 f = open(s, "rb")  # noqa: SIM115 - closed below
