@@ -195,7 +195,14 @@ def member(home: Path, sid: int, i: int, n: int, rounds: int, out: Path, samples
                 if time.monotonic() > end:
                     raise SystemExit(f"member {i}: swarm {sid} never started")
                 time.sleep(0.1)
+            prof = None
+            if os.environ.get("BENCH_SWARM_PROFILE") and i == 0:
+                import cProfile
+
+                prof = cProfile.Profile()
             for _ in range(rounds):
+                if prof is not None:
+                    prof.enable()
                 t.clear()
                 spans.clear()
                 t0 = time.perf_counter()
@@ -209,6 +216,10 @@ def member(home: Path, sid: int, i: int, n: int, rounds: int, out: Path, samples
                 row.update(start=t0, round=res.round, status=res.status,
                            fetched=len(res.used), skipped=res.skipped)  # fmt: skip
                 rows.append(row)
+                if prof is not None:
+                    prof.disable()
+            if prof is not None:
+                prof.dump_stats(os.environ["BENCH_SWARM_PROFILE"])
     finally:
         ws.close()
     out.write_text(json.dumps(rows))

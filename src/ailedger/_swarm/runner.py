@@ -142,6 +142,8 @@ class SwarmMember:
         self.sw: SwarmRoundsClient = ws.swarm_rounds()
         self.me = ws.address
         self._cache: dict[str, Params] = {}
+        self._members: list[str] | None = None
+        self._urls: dict[str, str | None] = {}
         info = self.info()
         self.model_spec = info.model_spec.hex()
         self.rule, self.rule_param = rule_of(info)
@@ -191,9 +193,9 @@ class SwarmMember:
             return self._cache[digest]
         data = self._local(digest)
         if data is None:
-            members = sources if sources is not None else self.sw.members(self.swarm_id)
+            members = sources if sources is not None else self._member_list()
             for m in members:
-                url = self.sw.node_url(self.swarm_id, m)
+                url = self._url(m)
                 if not url or m == self.me:
                     continue
                 try:
@@ -250,8 +252,10 @@ class SwarmMember:
         ri = self._round(r)
         limit = self.timeout or float(info.commit_window + info.submit_window + 60)
 
+        self._urls = {}  # a member may re-join with a new URL between rounds, not within one
+
         # 1. train from the current global model.
-        g_in = self.current_global()
+        g_in = info.global_digest.hex() if info.global_digest else self.model_spec
         base = self.params(g_in)
         trained, n = self.train({k: v.copy() for k, v in base.items()}, r)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -286,7 +290,7 @@ class SwarmMember:
         self._wait(commits_done, limit, f"round {r} commits")
 
         # 3. fetch and check every peer's committed update.
-        members = self.sw.members(self.swarm_id)
+        members = self._member_list()
         commits: dict[str, tuple[str, int]] = {}
         for m in members:
             c = self.sw.commitment(self.swarm_id, r, m)
@@ -296,7 +300,7 @@ class SwarmMember:
         skipped: dict[str, str] = {}
         # Chain reads stay on this thread; the downloads (and their digest checks) overlap,
         # so a round waits for the slowest peer rather than the sum of all of them.
-        urls = {m: self.sw.node_url(self.swarm_id, m) for m in commits if m != self.me}
+        urls = {m: self._url(m) for m in commits if m != self.me}
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(urls)))) as pool:
             futures = {
                 m: pool.submit(self._fetch_update, m, commits[m][0], base, urls[m]) for m in urls
@@ -408,6 +412,18 @@ class SwarmMember:
             raise InputError(f"cannot keep the DP seed in {self.ws.path}: {e}") from None
         return hashlib.sha256(opening.encode()).hexdigest()
 
+    def _member_list(self) -> list[str]:
+        # The allowlist is fixed when the swarm is created: read it once.
+        if self._members is None:
+            self._members = self.sw.members(self.swarm_id)
+        return self._members
+
+    def _url(self, member: str) -> str | None:
+        # Node URLs read once per round (chain reads dominate a round's overhead).
+        if member not in self._urls:
+            self._urls[member] = self.sw.node_url(self.swarm_id, member)
+        return self._urls[member]
+
     def _local(self, digest: str) -> bytes | None:
         try:
             return self.ws.blobs.get(digest)
@@ -452,7 +468,7 @@ class SwarmMember:
         """Fetch and check a peer's contribution. Never raises: a missing or bad one is
         recorded (``verified: false`` with the reason) and the update is still used."""
         out: dict[str, Any] = {"verified": False}
-        url = self.sw.node_url(self.swarm_id, member)
+        url = self._url(member)
         if not url:
             return {**out, "reason": "no node URL registered"}
         try:
@@ -499,9 +515,9 @@ class SwarmMember:
     ) -> dict[str, Any]:
         dep = self.ws.deployment
         members = []
-        for m in self.sw.members(self.swarm_id):
+        for m in self._member_list():
             c = commits.get(m)
-            entry: dict[str, Any] = {"address": m, "nodeUrl": self.sw.node_url(self.swarm_id, m)}
+            entry: dict[str, Any] = {"address": m, "nodeUrl": self._url(m)}
             if c is not None:
                 entry["update"] = {"digest": {"sha256": c[0]}, "numExamples": c[1]}
                 entry["used"] = c[0] in used and m not in skipped
