@@ -29,6 +29,7 @@ import hashlib
 import json
 import marshal as _marshal
 import os
+import re
 import sqlite3
 import stat as statmod
 import threading
@@ -64,6 +65,11 @@ MODES = ("files", "records")
 # Records mode decides the format by the file name: what the suffix says is what the
 # file is declared to be. Anything else is refused rather than guessed.
 RECORD_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# A path ending in one of RECORD_SUFFIXES (ASCII case-insensitive, as record_format
+# lowers the suffix) and a NUL, the separator of _files_schema's joined paths.
+_TABULAR = re.compile(
+    "(?:" + "|".join(re.escape(x) for x in RECORD_SUFFIXES) + ")\0", re.IGNORECASE | re.ASCII
+)
 _SMALL = 1 << 20  # files below this are batched per task
 _BATCH_FILES = 256
 _BATCH_BYTES = 8 << 20
@@ -254,13 +260,16 @@ class StatCache:
         if row is None:
             return None
         pblob, sblob, hblob, root = row
-        paths = pblob.decode("utf-8").split("\0") if pblob else []
+        try:
+            paths = bytes(pblob).decode("utf-8").split("\0") if pblob else []
+        except UnicodeDecodeError:
+            return None
+        n = len(paths)
+        if len(sblob) != 8 * n or len(hblob) != 32 * n:
+            return None  # not written by this code: ignore it
         sizes = array("q")
         sizes.frombytes(sblob)
         hexes = bytes(hblob).hex()
-        n = len(paths)
-        if len(sizes) != n or len(hexes) != 64 * n:
-            return None  # not written by this code: ignore it
         return _Tree(
             digest, paths, sizes.tolist(), [hexes[k : k + 64] for k in range(0, 64 * n, 64)], root
         )
@@ -955,13 +964,17 @@ def fingerprint(
 
 def _files_schema(paths: Sequence[str], abspath: Callable[[str], str]) -> dict[str, Any] | None:
     """The first tabular file in path order describes the data (one short read)."""
-    suffixes = tuple(RECORD_SUFFIXES)
-    for p in paths:
-        if p[-7:].lower().endswith(suffixes):
-            fmt = record_format(p)
-            if fmt is not None:
-                return _schema(fmt, _first_line(abspath(p)), p, strict=False)
-    return None
+    # One regex pass over all paths instead of a Python test per path: at 100,000 files
+    # that loop alone cost a fifth of an unchanged re-check.
+    joined = "\0".join(paths) + "\0"
+    m = _TABULAR.search(joined)
+    if m is None:
+        return None
+    p = joined[joined.rfind("\0", 0, m.start()) + 1 : m.end() - 1]
+    fmt = record_format(p)
+    if fmt is None:  # cannot happen: _TABULAR matches exactly RECORD_SUFFIXES
+        return None
+    return _schema(fmt, _first_line(abspath(p)), p, strict=False)
 
 
 def _file_leaf_hashes(paths: list[str], shas: list[str], sizes: list[int]) -> list[bytes]:
