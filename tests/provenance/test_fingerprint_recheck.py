@@ -186,12 +186,19 @@ def test_racy_tree_is_not_reused(tmp_path: Path, reads: list[str]) -> None:
 
 
 def test_foreign_tree_rows_are_ignored(tmp_path: Path) -> None:
-    d, cache = warm(tmp_path)
+    d, _ = warm(tmp_path)
     db = sqlite3.connect(tmp_path / "provenance.sqlite")
-    with db:
-        db.execute("UPDATE datasets_tree_cache SET sizes = x'00'")
-    fp = fingerprint(d, cache=StatCache(db), racy_window_ns=0)
-    assert fp.root == expected_root(FILES)  # per-file cache instead, same result
+    for bad in ("sizes = x'00'", "shas = x'00'", "paths = x'ff'"):
+        with db:
+            db.execute(f"UPDATE datasets_tree_cache SET {bad}")
+        assert (
+            StatCache(db).tree(
+                str(d), db.execute("SELECT digest FROM datasets_tree_cache").fetchone()[0]
+            )
+            is None
+        )
+        fp = fingerprint(d, cache=StatCache(db), racy_window_ns=0)
+        assert fp.root == expected_root(FILES)  # per-file cache instead, same result
 
 
 # -- the walk split ------------------------------------------------------------------------
