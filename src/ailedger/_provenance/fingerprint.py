@@ -577,30 +577,34 @@ def _walk(
                 helper = w._helper = _Helper(part, skip, seen, digest)
             except (OSError, ValueError):
                 helper = None
-    if bad is None:
-        more, _, bad = _scan(stack, skip, seen, -1)
-        files += more
-    w.files = files
-    if digest:
-        w.parts.append(hashlib.sha256(_marshal.dumps(files, 0)).digest())
-    if part and bad is None:
-        summary = None
-        if helper is not None:
-            try:
-                summary = helper.summary()
-            except (OSError, ValueError, EOFError, TypeError):
-                w.close()  # it failed: read its share here instead
-        if summary is None:
-            other, _, bad = _scan(part, skip, seen, -1)
-            pdigest = hashlib.sha256(_marshal.dumps(other, 0)).digest() if digest else b""
-            files += other
-        else:
-            pdigest, hdirs, bad = summary
-            for dev, ino, p in hdirs:
-                if bad is None and (dev, ino) in seen:
-                    bad = ("twice", p, 0, seen[(dev, ino)])
+    try:
+        if bad is None:
+            more, _, bad = _scan(stack, skip, seen, -1)
+            files += more
+        w.files = files
         if digest:
-            w.parts.append(pdigest)
+            w.parts.append(hashlib.sha256(_marshal.dumps(files, 0)).digest())
+        if part and bad is None:
+            summary = None
+            if helper is not None:
+                try:
+                    summary = helper.summary()
+                except (OSError, ValueError, EOFError, TypeError):
+                    w.close()  # it failed: read its share here instead
+            if summary is None:
+                other, _, bad = _scan(part, skip, seen, -1)
+                pdigest = hashlib.sha256(_marshal.dumps(other, 0)).digest() if digest else b""
+                files += other
+            else:
+                pdigest, hdirs, bad = summary
+                for dev, ino, p in hdirs:
+                    if bad is None and (dev, ino) in seen:
+                        bad = ("twice", p, 0, seen[(dev, ino)])
+            if digest:
+                w.parts.append(pdigest)
+    except BaseException:
+        w.close()  # never leave a helper behind (an interrupt, a bug)
+        raise
     if bad is not None:
         w.close()
         raise _walk_error(bad)
