@@ -155,7 +155,13 @@ def main() -> None:
             statistics.median(x) for x in (cold_t, warm_t, base_s, walk_t, walk2_t)
         )
         again = fingerprint(tmp / "small", cache=cache)
-        assert again.cache_hits == n_small and again.root == first.root
+        cold_fp = fingerprint(tmp / "small")
+        assert again.cache_hits == n_small and again.root == first.root == cold_fp.root
+        assert (again.paths, again.sizes, again.shas) == (
+            cold_fp.paths,
+            cold_fp.sizes,
+            cold_fp.shas,
+        )
         rows.append(
             (
                 f"small files: {n_small:,} × {small_size} B, cold (no stat cache)",
