@@ -251,15 +251,15 @@ class StatCache:
                 ((p, k[0], k[1], k[2], k[3], h) for p, k, h in rows),
             )
 
-    def tree(self, top: str, digest: bytes) -> _Tree | None:
-        """The stored result for ``top`` if its walk digest is ``digest``, else None."""
+    def tree(self, top: str) -> _Tree | None:
+        """The stored result for ``top`` (use it only if its digest is the walk's)."""
         row = self._db.execute(
-            "SELECT paths, sizes, shas, root FROM datasets_tree_cache WHERE top = ? AND digest = ?",
-            (top, digest),
+            "SELECT digest, paths, sizes, shas, root FROM datasets_tree_cache WHERE top = ?",
+            (top,),
         ).fetchone()
         if row is None:
             return None
-        pblob, sblob, hblob, root = row
+        digest, pblob, sblob, hblob, root = row
         try:
             paths = bytes(pblob).decode("utf-8").split("\0") if pblob else []
         except UnicodeDecodeError:
@@ -271,7 +271,7 @@ class StatCache:
         sizes.frombytes(sblob)
         # One C call and a split instead of a slice per file.
         shas = bytes(hblob).hex("\n", 32).split("\n") if n else []
-        return _Tree(digest, paths, sizes.tolist(), shas, root)
+        return _Tree(bytes(digest), paths, sizes.tolist(), shas, root)
 
     def store_tree(self, top: str, t: _Tree) -> None:
         with self._db:
@@ -527,13 +527,19 @@ class _Walk:
 
 
 def _walk(
-    root: Path, exclude: Sequence[Path], *, digest: bool = False, split: bool = False
+    root: Path,
+    exclude: Sequence[Path],
+    *,
+    digest: bool = False,
+    split: bool = False,
+    meanwhile: Callable[[], object] | None = None,
 ) -> _Walk:
     """Walk ``root`` (following symlinks, refusing loops and special files).
 
     Past :data:`SPLIT_AFTER_FILES` files, half of the folders still to read form a
     second share; with ``split`` a :class:`_Helper` reads it while this process reads
-    the rest. With ``digest``, fill :attr:`_Walk.parts`.
+    the rest. With ``digest``, fill :attr:`_Walk.parts`. ``meanwhile`` runs once this
+    process has read its share, while the helper may still be reading.
     """
     top = os.path.abspath(root)
     try:
@@ -584,6 +590,8 @@ def _walk(
         if digest:
             w.parts.append(hashlib.sha256(_marshal.dumps(files, 0)).digest())
         if part and bad is None:
+            if meanwhile is not None:
+                meanwhile()
             summary = None
             if helper is not None:
                 try:
@@ -833,11 +841,18 @@ def fingerprint(
     scan_ns = time.time_ns()
     nworkers = max(1, workers or os.cpu_count() or 1)
     tree_cache = cache is not None and not records
-    w = _walk(Path(path), exclude, digest=tree_cache, split=nworkers > 1)
+    stored: list[_Tree | None] = []
+
+    def prefetch() -> None:
+        if cache is not None:
+            stored.append(cache.tree(os.path.abspath(path)))
+
+    w = _walk(Path(path), exclude, digest=tree_cache, split=nworkers > 1, meanwhile=prefetch)
     try:
         if cache is not None and tree_cache:
-            t = cache.tree(w.top, w.digest)
-            if t is not None:
+            # Read while the helper finished its share, when there was one.
+            t = stored[0] if stored else cache.tree(w.top)
+            if t is not None and t.digest == w.digest:
                 # Same files, same stat keys as when this result was stored.
                 return Fingerprint(
                     mode="files",
