@@ -18,6 +18,12 @@ Unchanged files are not read again: a stat cache keyed by absolute path remember
 ``(size, mtime_ns, ino, ctime_ns) -> sha256``. A file whose timestamps are within
 ``racy_window_ns`` of the scan is hashed but not cached, because a write in the
 same timestamp tick would leave its stat unchanged (git's "racily clean" problem).
+A whole unchanged tree is recognised by one digest over every file's path and stat
+key, and its stored result is reused without touching the per-file rows.
+
+The walk costs one ``stat`` per file, the floor of any re-check that still catches an
+in-place edit; past a few thousand files a helper process stats half of the tree
+(see :class:`_Helper`), because threads cannot share that work.
 """
 
 from __future__ import annotations
@@ -580,7 +586,7 @@ def _walk(
         if split:
             try:
                 helper = w._helper = _Helper(part, skip, seen, digest)
-            except (OSError, ValueError):
+            except (OSError, ValueError, TypeError):  # no source, no interpreter
                 helper = None
     try:
         if bad is None:
