@@ -468,7 +468,9 @@ class _Helper:
         with contextlib.suppress(OSError):
             self._in.close()
         self._out.close()
-        self.proc.wait()
+        # ChildProcessError: a host that ignores SIGCHLD has reaped it already.
+        with contextlib.suppress(ChildProcessError):
+            self.proc.wait()
 
 
 class _Walk:
