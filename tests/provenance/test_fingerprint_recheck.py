@@ -186,11 +186,13 @@ def test_racy_tree_is_not_reused(tmp_path: Path, reads: list[str]) -> None:
 
 
 def test_foreign_tree_rows_are_ignored(tmp_path: Path) -> None:
+    """A damaged or edited row (any column, the root included) is not trusted."""
     d, _ = warm(tmp_path)
     db = sqlite3.connect(tmp_path / "provenance.sqlite")
-    for bad in ("sizes = x'00'", "shas = x'00'", "paths = x'ff'"):
+    for bad in ("sizes = x'00'", "shas = x'00'", "paths = x'ff'", "root = 'not-a-root'",
+                "root = '" + "0" * 64 + "'", "seal = x'00'"):
         with db:
-            db.execute(f"UPDATE datasets_tree_cache SET {bad}")
+            db.execute(f"UPDATE datasets_tree_v1 SET {bad}")
         assert StatCache(db).tree(str(d)) is None
         fp = fingerprint(d, cache=StatCache(db), racy_window_ns=0)
         assert fp.root == expected_root(FILES)  # per-file cache instead, same result
@@ -278,3 +280,13 @@ def test_schema_source_is_the_first_tabular_path(tmp_path: Path) -> None:
         "source": "B.TSV",
     }
     assert fpmod._files_schema(["a.cſv", "b.jsonl.bak"], str) is None
+
+
+def test_schema_skips_a_file_named_only_by_the_suffix(tmp_path: Path) -> None:
+    """`.csv` has no suffix (it is a hidden file's name): the schema comes from b.csv."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / ".csv").write_text("x,y\n1,2\n")
+    (d / "b.csv").write_text("a,b\n1,2\n")
+    fp = fpmod.fingerprint(d)
+    assert fp.schema == {"format": "csv", "columns": ["a", "b"], "source": "b.csv"}

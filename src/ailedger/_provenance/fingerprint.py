@@ -191,13 +191,14 @@ CREATE TABLE IF NOT EXISTS datasets_stat_cache (
 """
 
 _TREE_DDL = """
-CREATE TABLE IF NOT EXISTS datasets_tree_cache (
+CREATE TABLE IF NOT EXISTS datasets_tree_v1 (
     top TEXT PRIMARY KEY,
     digest BLOB NOT NULL,
     paths BLOB NOT NULL,
     sizes BLOB NOT NULL,
     shas BLOB NOT NULL,
-    root TEXT NOT NULL
+    root TEXT NOT NULL,
+    seal BLOB NOT NULL
 )
 """
 
@@ -219,7 +220,7 @@ class StatCache:
     """The stat cache in a SQLite file.
 
     ``datasets_stat_cache``: absolute path → (stat key, sha256), per file.
-    ``datasets_tree_cache``: a dataset root → its last files-mode result and the digest
+    ``datasets_tree_v1``: a dataset root → its last files-mode result and the digest
     of the walk that produced it (every path with its size, mtime, inode, ctime and
     device). A walk with the same digest finds exactly the same files with the same
     stat keys, which is what the per-file comparison checks, so the result is reused
@@ -260,12 +261,14 @@ class StatCache:
     def tree(self, top: str) -> _Tree | None:
         """The stored result for ``top`` (use it only if its digest is the walk's)."""
         row = self._db.execute(
-            "SELECT digest, paths, sizes, shas, root FROM datasets_tree_cache WHERE top = ?",
+            "SELECT digest, paths, sizes, shas, root, seal FROM datasets_tree_v1 WHERE top = ?",
             (top,),
         ).fetchone()
         if row is None:
             return None
-        digest, pblob, sblob, hblob, root = row
+        digest, pblob, sblob, hblob, root, seal = row
+        if not isinstance(root, str) or _tree_seal(digest, pblob, sblob, hblob, root) != seal:
+            return None  # damaged, or not written by this code: recompute instead
         try:
             paths = bytes(pblob).decode("utf-8").split("\0") if pblob else []
         except UnicodeDecodeError:
@@ -280,19 +283,28 @@ class StatCache:
         return _Tree(bytes(digest), paths, sizes.tolist(), shas, root)
 
     def store_tree(self, top: str, t: _Tree) -> None:
+        pblob = "\0".join(t.paths).encode("utf-8")  # a file name never holds NUL
+        sblob = array("q", t.sizes).tobytes()
+        hblob = bytes.fromhex("".join(t.shas))
         with self._db:
             self._db.execute(
-                "INSERT OR REPLACE INTO datasets_tree_cache (top, digest, paths, sizes, shas, root)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    top,
-                    t.digest,
-                    "\0".join(t.paths).encode("utf-8"),  # a file name never holds NUL
-                    array("q", t.sizes).tobytes(),
-                    bytes.fromhex("".join(t.shas)),
-                    t.root,
-                ),
-            )
+                "INSERT OR REPLACE INTO datasets_tree_v1"
+                " (top, digest, paths, sizes, shas, root, seal) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (top, t.digest, pblob, sblob, hblob, t.root,
+                 _tree_seal(t.digest, pblob, sblob, hblob, t.root)),
+            )  # fmt: skip
+
+
+def _tree_seal(digest: bytes, paths: bytes, sizes: bytes, shas: bytes, root: str) -> bytes:
+    # The root is returned without recomputing 100k leaves (that would cost more than the
+    # whole re-check): one hash over every stored column catches a damaged or hand-edited
+    # row (a few ms). Not a MAC: whoever can write the workspace can forge any cache —
+    # the per-file stat cache too. "v1" is the leaf format (datasets_tree_v1 likewise).
+    h = hashlib.sha256(b"ailedger-tree-cache/v1\0")
+    for part in (bytes(digest), bytes(paths), bytes(sizes), bytes(shas), root.encode()):
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.digest()
 
 
 # -- walking -----------------------------------------------------------------------------
@@ -465,6 +477,11 @@ class _Helper:
         return files
 
     def close(self) -> None:
+        if not self._in.closed:
+            # Its files were never asked for (an error or a cache hit on our side): stop
+            # it rather than wait for it to walk its whole share.
+            with contextlib.suppress(OSError):
+                self.proc.kill()
         with contextlib.suppress(OSError):
             self._in.close()
         self._out.close()
@@ -488,6 +505,7 @@ class _Walk:
         self.files: list[_File] = []
         self.parts: list[bytes] = []  # sha256 of each share's files (marshal version 0)
         self._helper: _Helper | None = None
+        self.digest_valid = True
 
     @property
     def digest(self) -> bytes:
@@ -511,6 +529,8 @@ class _Walk:
                 if bad is not None:
                     raise _walk_error(bad) from None
                 self.files += more
+                # The helper's digest is of ITS walk, not this one: the tree is not stored.
+                self.digest_valid = False
             finally:
                 h.close()
         out = self.files
@@ -968,7 +988,7 @@ def fingerprint(
             limit = scan_ns - racy_window_ns
             # Stored only when every file is past the racy window and every file hashed
             # now still had the stat key the walk saw: then the digest describes them.
-            if all(f[2] < limit and f[4] < limit for f in found) and all(
+            if w.digest_valid and all(f[2] < limit and f[4] < limit for f in found) and all(
                 h.key == found[i][1:5] for i, h in hashed.items()
             ):
                 cache.store_tree(w.top, _Tree(w.digest, paths, sizes, shas, root))
@@ -993,14 +1013,14 @@ def _files_schema(paths: Sequence[str], abspath: Callable[[str], str]) -> dict[s
     # One regex pass over all paths instead of a Python test per path: at 100,000 files
     # that loop alone cost a fifth of an unchanged re-check.
     joined = "\0".join(paths) + "\0"
-    m = _TABULAR.search(joined)
-    if m is None:
-        return None
-    p = joined[joined.rfind("\0", 0, m.start()) + 1 : m.end() - 1]
-    fmt = record_format(p)
-    if fmt is None:  # cannot happen: _TABULAR matches exactly RECORD_SUFFIXES
-        return None
-    return _schema(fmt, _first_line(abspath(p)), p, strict=False)
+    pos = 0
+    while (m := _TABULAR.search(joined, pos)) is not None:
+        p = joined[joined.rfind("\0", 0, m.start()) + 1 : m.end() - 1]
+        fmt = record_format(p)
+        if fmt is not None:
+            return _schema(fmt, _first_line(abspath(p)), p, strict=False)
+        pos = m.end()  # a name that is only the suffix (".csv") has none: keep looking
+    return None
 
 
 def _file_leaf_hashes(paths: list[str], shas: list[str], sizes: list[int]) -> list[bytes]:
