@@ -468,6 +468,46 @@ def test_proof_for_a_round_without_commitment_fails(
                    "committed no update in swarm")
 
 
+def test_proof_refused_unless_the_member_backed_the_agreed_model(
+    env: dict[str, Any], trained: dict[str, Any], proof: dict[str, Any]
+) -> None:
+    """A member's own aggregate always includes its update; only its on-chain submission
+    of the agreed digest (and its statement saying so) shows the final model does."""
+    doc = proof["doc"]
+    env_ = json.loads(base64.b64decode(doc["roundStatement"]["entry"]))
+    st = json.loads(base64.b64decode(env_["payload"]))
+    swarm = doc["swarm"]
+    g = contrib._round_checks(st, swarm, 1, env["addrs"][1], doc["update"]["sha256"])
+    assert g == trained["final"]
+    other = copy.deepcopy(st)
+    other["predicate"]["computed"] = {"sha256": "ab" * 32}  # it aggregated something else
+    with pytest.raises(VerificationError, match="own aggregate is not the finalised"):
+        contrib._round_checks(other, swarm, 1, env["addrs"][1], doc["update"]["sha256"])
+    other["predicate"]["aggregate"]["updates"] = 7  # malformed: refused, no TypeError
+    with pytest.raises(VerificationError, match="not among the aggregate's inputs"):
+        contrib._round_checks(other, swarm, 1, env["addrs"][1], doc["update"]["sha256"])
+
+    class NoSubmission:
+        """The chain as it would read had the member not submitted the agreed digest."""
+
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+        def submission(self, *a: Any) -> bytes:
+            return bytes.fromhex("ab" * 32)
+
+    ws = Workspace.open(env["homes"][0])
+    try:
+        with pytest.raises(VerificationError, match="did not submit the agreed global digest"):
+            contrib.check_proof(doc, swarm_rounds=NoSubmission(ws.swarm_rounds()),  # type: ignore[arg-type]
+                                identities=ws.identity_registry(), checkpoints=ws.registry())
+    finally:
+        ws.close()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -595,7 +595,8 @@ def check_proof(
         want_subject = {"name": t.dataset_subject_name(ds["name"]), "digest": ds["digest"]}
         if (
             st.get("predicateType") != t.DATASET
-            or want_subject not in st.get("subject", [])
+            or not isinstance(st.get("subject"), list)
+            or want_subject not in st["subject"]
             or fp.get("root") != ds["fingerprint"]["root"]
         ):
             raise _pfail(
@@ -608,6 +609,7 @@ def check_proof(
     try:
         c = swarm_rounds.commitment(swarm["id"], r, member)
         ri = swarm_rounds.round_info(swarm["id"], r)
+        sub = swarm_rounds.submission(swarm["id"], r, member)
     except Error as e:
         raise _pfail(f"cannot read SwarmRounds: {e}") from None
     if c is None:
@@ -626,6 +628,13 @@ def check_proof(
         raise _pfail(
             f"on chain, round {r} finalised to sha256:{ri.global_digest.hex()}, not the"
             f" round statement's sha256:{g}"
+        )
+    # The member's own aggregate included its update; only if the quorum agreed on that
+    # very digest does the finalised model include it (peers may have skipped it).
+    if sub is None or sub.hex() != g:
+        raise _pfail(
+            f"on chain, {member} did not submit the agreed global digest sha256:{g} in round"
+            f" {r}: that the finalised model includes its update is not shown"
         )
     size = max(s for s, _ in anchors)
     return ProofResult(swarm["id"], r, member, update, g, datasets, size, max(anchors.values()))
@@ -649,8 +658,8 @@ def _round_checks(
     if not isinstance(local, dict) or local.get("digest") != t.digest(update):
         raise _pfail("the round statement's own update is not the proof's update")
     agg = p.get("aggregate")
-    inputs = [u.get("digest") for u in agg.get("updates", []) if isinstance(u, dict)] if (
-        isinstance(agg, dict)) else []  # fmt: skip
+    ups = agg.get("updates") if isinstance(agg, dict) else None
+    inputs = [u.get("digest") for u in ups if isinstance(u, dict)] if isinstance(ups, list) else []
     if update not in inputs:
         raise _pfail(f"the update sha256:{update} is not among the aggregate's inputs")
     out = p.get("outcome")
@@ -658,4 +667,6 @@ def _round_checks(
     if not (isinstance(out, dict) and out.get("status") == "finalized" and isinstance(g, dict)
             and _is_hex(g.get("sha256"))):  # fmt: skip
         raise _pfail("the round statement does not record the round as finalised")
+    if p.get("computed") != g:
+        raise _pfail("the member's own aggregate is not the finalised global model")
     return str(g["sha256"])

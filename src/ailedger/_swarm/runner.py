@@ -303,7 +303,8 @@ class SwarmMember:
         urls = {m: self._url(m) for m in commits if m != self.me}
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(urls)))) as pool:
             futures = {
-                m: pool.submit(self._fetch_update, m, commits[m][0], base, urls[m]) for m in urls
+                m: pool.submit(self._fetch_update, m, commits[m][0], base, urls[m] or "")
+                for m in urls
             }
             for m, (d, k) in sorted(commits.items()):
                 try:
@@ -433,8 +434,8 @@ class SwarmMember:
     def _fetch_update(
         self, member: str, d: str, like: Params, url: str | None = None
     ) -> Params:
-        if url is None:
-            url = self.sw.node_url(self.swarm_id, member)
+        if url is None:  # "" = known to have none (the pool threads never read the chain)
+            url = self._url(member)
         if not url:
             raise NotFoundError("no node URL registered")
         data: bytes | None = None
