@@ -488,22 +488,29 @@ def test_proof_refused_unless_the_member_backed_the_agreed_model(
         contrib._round_checks(other, swarm, 1, env["addrs"][1], doc["update"]["sha256"])
 
     class NoSubmission:
-        """The chain as it would read had the member not submitted the agreed digest."""
+        """The chain as it would read with another submission by the member."""
 
-        def __init__(self, real: Any) -> None:
-            self.real = real
+        def __init__(self, real: Any, sub: bytes | None) -> None:
+            self.real, self.sub = real, sub
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self.real, name)
 
-        def submission(self, *a: Any) -> bytes:
-            return bytes.fromhex("ab" * 32)
+        def submission(self, *a: Any) -> bytes | None:
+            return self.sub
 
     ws = Workspace.open(env["homes"][0])
     try:
-        with pytest.raises(VerificationError, match="did not submit the agreed global digest"):
-            contrib.check_proof(doc, swarm_rounds=NoSubmission(ws.swarm_rounds()),  # type: ignore[arg-type]
-                                identities=ws.identity_registry(), checkpoints=ws.registry())
+        kw = {"identities": ws.identity_registry(), "checkpoints": ws.registry()}
+        minority = NoSubmission(ws.swarm_rounds(), bytes.fromhex("ab" * 32))
+        with pytest.raises(VerificationError, match="not the agreed global digest"):
+            contrib.check_proof(doc, swarm_rounds=minority, **kw)  # type: ignore[arg-type]
+        late = NoSubmission(ws.swarm_rounds(), None)
+        res = contrib.check_proof(doc, swarm_rounds=late, **kw)  # type: ignore[arg-type]
+        assert res.backed_on_chain is False and res.global_digest == g
+        agreed = NoSubmission(ws.swarm_rounds(), bytes.fromhex(g))
+        res = contrib.check_proof(doc, swarm_rounds=agreed, **kw)  # type: ignore[arg-type]
+        assert res.backed_on_chain is True
     finally:
         ws.close()
 

@@ -277,6 +277,9 @@ def register(app: typer.Typer) -> None:
         _out(f"  datasets: {names}")
         _out(f"  round finalised to sha256:{res.global_digest}; log checkpoint size"
              f" {res.tree_size} anchored in block {res.anchor_block}")
+        if not res.backed_on_chain:
+            _out("  note: the member did not submit before the quorum finalised; that the"
+                 " final model includes its update rests on its own signed round statement")
 
 
 def _check_on(data: bytes, chain: str, contracts: Path) -> Any:

@@ -434,6 +434,10 @@ class ProofResult:
     datasets: list[dict[str, Any]]
     tree_size: int
     anchor_block: int
+    # True: the member's on-chain submission is the agreed digest (the quorum aggregated
+    # the same inputs it did, its update among them). False: it did not submit before the
+    # quorum finalised, and only its own signed statement says its aggregate was that digest.
+    backed_on_chain: bool = True
 
 
 def _pfail(what: str) -> VerificationError:
@@ -630,14 +634,17 @@ def check_proof(
             f" round statement's sha256:{g}"
         )
     # The member's own aggregate included its update; only if the quorum agreed on that
-    # very digest does the finalised model include it (peers may have skipped it).
-    if sub is None or sub.hex() != g:
+    # very digest does the finalised model include it (peers may have skipped it). A
+    # member that submitted another digest was in the minority: refused. One that did not
+    # submit (the quorum finalised first) is accepted on its signed statement, and says so.
+    if sub is not None and sub.hex() != g:
         raise _pfail(
-            f"on chain, {member} did not submit the agreed global digest sha256:{g} in round"
-            f" {r}: that the finalised model includes its update is not shown"
+            f"on chain, {member} submitted sha256:{sub.hex()} in round {r}, not the agreed"
+            f" global digest sha256:{g}: its update is not shown to be in the finalised model"
         )
     size = max(s for s, _ in anchors)
-    return ProofResult(swarm["id"], r, member, update, g, datasets, size, max(anchors.values()))
+    return ProofResult(swarm["id"], r, member, update, g, datasets, size, max(anchors.values()),
+                       backed_on_chain=sub is not None)
 
 
 def _round_checks(
