@@ -18,9 +18,7 @@ the unused part.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import ChainError
 from ._abi import decode_event, event_topic
@@ -119,18 +117,6 @@ class DataAgreementsClient(_Client):
     artifact_name = "DataAgreements"
 
     # -- transactions ---------------------------------------------------------
-    def _send(self, fn: str, args: Sequence[object], value: int = 0) -> Receipt:
-        return self.backend.transact(
-            self._signer(), self.address, self.artifact.abi, fn, args, value=value
-        )
-
-    def _event(self, receipt: Receipt, name: str) -> dict[str, Any]:
-        topic = event_topic(self.artifact.abi, name)
-        for lg in receipt.logs:
-            if lg.address == self.address and lg.topics and lg.topics[0] == topic:
-                return decode_event(self.artifact.abi, name, lg.topics, lg.data)
-        raise ChainError(f"transaction {receipt.tx_hash} emitted no {name} event")
-
     def offer(
         self,
         dataset: bytes,
@@ -150,7 +136,7 @@ class DataAgreementsClient(_Client):
         """
         max_d = _uint(max_duration, "max_duration")
         min_d = min(DEFAULT_MIN_DURATION, max_d) if min_duration is None else min_duration
-        receipt = self._send(
+        receipt = self._transact(
             "offer",
             [
                 _hash32(dataset, "dataset digest"),
@@ -166,7 +152,7 @@ class DataAgreementsClient(_Client):
 
     def close_offer(self, offer_id: int) -> Receipt:
         """Stop new requests for an offer (owner only); existing requests are unaffected."""
-        return self._send("close_offer", [_uint(offer_id, "offer id")])
+        return self._transact("close_offer", [_uint(offer_id, "offer id")])
 
     def request(self, offer_id: int, purpose: str, value: int | None = None) -> tuple[int, Receipt]:
         """Request an offer for ``purpose``, paying ``value`` wei (default: the offer's
@@ -179,7 +165,7 @@ class DataAgreementsClient(_Client):
             if info is None:
                 raise ChainError(f"DataAgreements: unknown offer {oid}")
             value = info.price
-        receipt = self._send("request", [oid, _purpose(purpose)], value=_uint(value, "value"))
+        receipt = self._transact("request", [oid, _purpose(purpose)], value=_uint(value, "value"))
         return int(self._event(receipt, "Requested")["request_id"]), receipt
 
     def grant(self, request_id: int, expiry: int, wrapped_key: bytes | None = None) -> Receipt:
@@ -189,41 +175,43 @@ class DataAgreementsClient(_Client):
         escrow then streams to the owner until ``expiry`` (see :meth:`settle`).
         """
         key = _ZERO32 if wrapped_key is None else _hash32(wrapped_key, "wrapped key digest")
-        return self._send("grant", [_uint(request_id, "request id"), _uint(expiry, "expiry"), key])
+        return self._transact(
+            "grant", [_uint(request_id, "request id"), _uint(expiry, "expiry"), key]
+        )
 
     def reject(self, request_id: int) -> Receipt:
         """Reject a pending request (owner only); the requester is refunded (credited)."""
-        return self._send("reject", [_uint(request_id, "request id")])
+        return self._transact("reject", [_uint(request_id, "request id")])
 
     def reclaim(self, request_id: int) -> Receipt:
         """Take back the escrow of an unanswered request after its deadline (requester)."""
-        return self._send("reclaim", [_uint(request_id, "request id")])
+        return self._transact("reclaim", [_uint(request_id, "request id")])
 
     def cancel(self, request_id: int) -> Receipt:
         """Withdraw a pending request at any time (requester); the escrow is refunded."""
-        return self._send("cancel", [_uint(request_id, "request id")])
+        return self._transact("cancel", [_uint(request_id, "request id")])
 
     def settle(self, request_id: int) -> tuple[int, Receipt]:
         """Credit a grant's owner the accrued part of its price (anyone may call);
         returns ``(wei released, receipt)``."""
-        receipt = self._send("settle", [_uint(request_id, "request id")])
+        receipt = self._transact("settle", [_uint(request_id, "request id")])
         return int(self._event(receipt, "Settled")["released"]), receipt
 
     def revoke(self, request_id: int) -> Receipt:
         """Revoke a grant (owner only): not live from this block on; the owner is
         credited the accrued part of the price, the requester the rest."""
-        return self._send("revoke", [_uint(request_id, "request id")])
+        return self._transact("revoke", [_uint(request_id, "request id")])
 
     def set_wrapped_key(self, request_id: int, wrapped_key: bytes) -> Receipt:
         """Record the wrapped data key digest of a granted request (owner only)."""
-        return self._send(
+        return self._transact(
             "set_wrapped_key",
             [_uint(request_id, "request id"), _hash32(wrapped_key, "wrapped key digest")],
         )
 
     def withdraw(self) -> tuple[int, Receipt]:
         """Send the account its whole credited balance; returns ``(wei, receipt)``."""
-        receipt = self._send("withdraw", [])
+        receipt = self._transact("withdraw", [])
         return int(self._event(receipt, "Withdrawn")["amount"]), receipt
 
     # -- views ----------------------------------------------------------------

@@ -94,10 +94,21 @@ class _Client:
             raise ChainError(f"{self.artifact_name} client has no account to send transactions")
         return self.account
 
-    def _transact(self, fn: str, args: Sequence[object], *, min_gas: int = 0) -> Receipt:
+    def _transact(
+        self, fn: str, args: Sequence[object], *, value: int = 0, min_gas: int = 0
+    ) -> Receipt:
         return self.backend.transact(
-            self._signer(), self.address, self.artifact.abi, fn, args, min_gas=min_gas
-        )
+            self._signer(), self.address, self.artifact.abi, fn, args, value=value,
+            min_gas=min_gas,
+        )  # fmt: skip
+
+    def _event(self, receipt: Receipt, name: str) -> dict[str, Any]:
+        """The first ``name`` event this contract emitted in ``receipt``."""
+        topic = event_topic(self.artifact.abi, name)
+        for lg in receipt.logs:
+            if lg.address == self.address and lg.topics and lg.topics[0] == topic:
+                return decode_event(self.artifact.abi, name, lg.topics, lg.data)
+        raise ChainError(f"transaction {receipt.tx_hash} emitted no {name} event")
 
     def _call(self, fn: str, args: Sequence[object]) -> Any:
         return self.backend.call(self.address, self.artifact.abi, fn, args)

@@ -126,13 +126,6 @@ class SwarmRoundsClient(_Client):
     artifact_name = "SwarmRounds"
 
     # -- transactions ---------------------------------------------------------
-    def _event(self, receipt: Receipt, name: str) -> dict[str, Any]:
-        topic = event_topic(self.artifact.abi, name)
-        for lg in receipt.logs:
-            if lg.address == self.address and lg.topics and lg.topics[0] == topic:
-                return decode_event(self.artifact.abi, name, lg.topics, lg.data)
-        raise ChainError(f"transaction {receipt.tx_hash} emitted no {name} event")
-
     def create_swarm(
         self,
         model_spec: bytes,
