@@ -28,7 +28,7 @@ from ailedger._provenance.datasets import find_dataset
 from ailedger._provenance.fingerprint import fingerprint
 from ailedger.errors import ChainError, NotFoundError, VerificationError
 
-from .test_gateway import PURPOSE, World, _grant, _same_tree, _sealed_blob
+from .test_gateway import PURPOSE, World, _grant, _same_tree, _sealed_blob, flipped
 from .test_gateway import world as world  # the shared fixture
 
 # -- the request path ---------------------------------------------------------------
@@ -225,15 +225,8 @@ def test_fetch_through_the_write_behind_thread(
     out = world.tmp / "o-behind"
     fetch(world.req, world.url, f"request:{world.rid}", out)
     _same_tree(world.data, out)
-    path = _sealed_blob(world)
-    orig = path.read_bytes()
-    bad = bytearray(orig)
-    bad[-100] ^= 1  # the last chunk: earlier ones were already handed to the writer
-    path.write_bytes(bytes(bad))
-    try:
-        with pytest.raises(VerificationError, match="tampered"):
-            fetch(world.req, world.url, f"request:{world.rid}", world.tmp / "o-behind-bad")
-    finally:
-        path.write_bytes(orig)
+    # The last chunk: earlier ones were already handed to the writer.
+    with flipped(_sealed_blob(world), -100), pytest.raises(VerificationError, match="tampered"):
+        fetch(world.req, world.url, f"request:{world.rid}", world.tmp / "o-behind-bad")
     assert not (world.tmp / "o-behind-bad").exists()
     assert not [p for p in world.tmp.iterdir() if p.name.startswith(".o-behind-bad")]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,17 +262,22 @@ def _sealed_blob(world: World) -> Path:
     return world.owner.path / "blobs" / "sha256" / d[:2] / d
 
 
-def test_tampered_chunk_refused_nothing_written(world: World) -> None:
-    path = _sealed_blob(world)
+@contextmanager
+def flipped(path: Path, offset: int) -> Iterator[None]:
+    """One bit of the file at ``offset`` flipped for the duration (restored after)."""
     orig = path.read_bytes()
     bad = bytearray(orig)
-    bad[200_000] ^= 1
+    bad[offset] ^= 1
     path.write_bytes(bytes(bad))
     try:
-        with pytest.raises(VerificationError, match="tampered"):
-            fetch(world.req, world.url, f"request:{world.rid}", world.tmp / "o-tamper")
+        yield
     finally:
         path.write_bytes(orig)
+
+
+def test_tampered_chunk_refused_nothing_written(world: World) -> None:
+    with flipped(_sealed_blob(world), 200_000), pytest.raises(VerificationError, match="tampered"):
+        fetch(world.req, world.url, f"request:{world.rid}", world.tmp / "o-tamper")
     assert not (world.tmp / "o-tamper").exists()
     assert not [p for p in world.tmp.iterdir() if p.name.startswith(".o-tamper")]
 

@@ -170,7 +170,7 @@ def test_records_mode_refuses_other_files(tmp_path: Path) -> None:
 # -- stat cache ---------------------------------------------------------------------------
 
 
-def test_stat_cache_hits_and_invalidation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stat_cache_hits_and_invalidation(tmp_path: Path, reads: list[str]) -> None:
     files = {f"f{i}.bin": bytes([i]) * 100 for i in range(10)}
     write(tmp_path / "d", files)
     cache = cache_in(tmp_path)
@@ -178,14 +178,8 @@ def test_stat_cache_hits_and_invalidation(tmp_path: Path, monkeypatch: pytest.Mo
     first = fingerprint(d, cache=cache, racy_window_ns=0)
     assert first.cache_hits == 0
 
-    real = fpmod._hash_file
-    read: list[str] = []
-
-    def spy(it: Any, fmt: Any) -> Any:
-        read.append(it[0])
-        return real(it, fmt)
-
-    monkeypatch.setattr(fpmod, "_hash_file", spy)
+    read = reads
+    read.clear()
     again = fingerprint(d, cache=cache, racy_window_ns=0)
     assert (again.cache_hits, again.root, read) == (10, first.root, [])
 

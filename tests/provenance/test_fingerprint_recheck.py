@@ -50,20 +50,6 @@ FILES = {f"s{i % 3}/f{i:02d}.bin": bytes([i]) * (10 + i) for i in range(12)} | {
 }
 
 
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The relative paths of every file actually read (hashed)."""
-    real = fpmod._hash_file
-    seen: list[str] = []
-
-    def spy(it: Any, fmt: Any) -> Any:
-        seen.append(it[0])
-        return real(it, fmt)
-
-    monkeypatch.setattr(fpmod, "_hash_file", spy)
-    return seen
-
-
 def warm(tmp_path: Path, files: dict[str, bytes] = FILES) -> tuple[Path, StatCache]:
     d = tmp_path / "d"
     write(d, files)
