@@ -71,6 +71,7 @@ class Workspace:
         self._log: Log | None = None
         self._backend: ChainBackend | None = None
         self._validated = False
+        self._account: LocalAccount | None = None
         self.blobs = LocalBlobStore(path / "blobs")
 
     # -- lifecycle -----------------------------------------------------------------
@@ -319,10 +320,12 @@ class Workspace:
     @property
     def account(self) -> LocalAccount:
         """The secp256k1 chain account (eth-account), signing transactions locally."""
-        from eth_account import Account
+        # Deriving the address from the key costs ~4 ms of pure Python: once per session.
+        if self._account is None:
+            from eth_account import Account
 
-        acct: LocalAccount = Account.from_key(self._identity.secp256k1)
-        return acct
+            self._account = Account.from_key(self._identity.secp256k1)
+        return self._account
 
     @property
     def chain(self) -> ChainBackend:

@@ -22,7 +22,9 @@ from ._clients import (
     Identity,
     IdentityRegistryClient,
     LogInfo,
+    View,
     log_id_of,
+    read_all,
 )
 from ._deployment import Deployment, deploy_all, deploy_missing, load_deployment
 from ._embedded import DEFAULT_EMBEDDED_CHAIN_ID, EmbeddedBackend
@@ -70,9 +72,11 @@ __all__ = [
     "SwarmInfo",
     "SwarmRoundsClient",
     "TransactionReverted",
+    "View",
     "deploy_all",
     "deploy_missing",
     "load_artifact",
     "load_deployment",
     "log_id_of",
+    "read_all",
 ]

@@ -65,6 +65,10 @@ class TransactionReverted(ChainError):  # noqa: N818 - reads as the event
         self.receipt = receipt
 
 
+# One read-only contract call: (address, abi, function name, arguments).
+Call = tuple[str, ABI, str, Sequence[Any]]
+
+
 @runtime_checkable
 class ChainBackend(Protocol):
     """What the contract clients need from a chain. Transactions are always
@@ -127,6 +131,13 @@ class ChainBackend(Protocol):
         sender: str | None = None,
     ) -> Any:
         """Read-only call against the latest block; returns the decoded result."""
+        ...
+
+    def call_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Several read-only calls ``(address, abi, fn_name, args)``, decoded, in order: in
+        one round trip where the transport allows it (a JSON-RPC batch). Raises as ``call``
+        does for the first call that fails.
+        """
         ...
 
     def get_logs(

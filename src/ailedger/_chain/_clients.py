@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from eth_utils.crypto import keccak
 
 from ..errors import ChainError
 from ._abi import decode_event, event_topic
 from ._artifacts import Artifact, load_artifact
-from ._backend import ChainBackend, Receipt, checksum
+from ._backend import Call, ChainBackend, Receipt, checksum
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 MAX_PROOF_HASHES = 63
 _ZERO_ADDRESS = "0x" + "00" * 20
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class View(Generic[T]):
+    """One contract read, described but not made: a client's ``*_view`` method returns it
+    so several reads (of any contracts on one chain) can share a round trip (:func:`read_all`).
+    """
+
+    call: Call
+    decode: Callable[[Any], T]
+
+
+def read_all(backend: ChainBackend, views: Sequence[View[Any]]) -> list[Any]:
+    """Make ``views`` in one ``call_many`` (a JSON-RPC batch on a node); decoded, in order."""
+    outs = backend.call_many([v.call for v in views])
+    return [v.decode(o) for v, o in zip(views, outs, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,12 @@ class _Client:
 
     def _call(self, fn: str, args: Sequence[object]) -> Any:
         return self.backend.call(self.address, self.artifact.abi, fn, args)
+
+    def _view(self, fn: str, args: Sequence[object], decode: Callable[[Any], T]) -> View[T]:
+        return View((self.address, self.artifact.abi, fn, list(args)), decode)
+
+    def _read(self, view: View[T]) -> T:
+        return view.decode(self.backend.call(*view.call))
 
 
 class CheckpointRegistryClient(_Client):
@@ -213,13 +236,21 @@ class IdentityRegistryClient(_Client):
         return self._transact("revoke", [])
 
     def resolve(self, account: str) -> Identity | None:
+        return self._read(self.resolve_view(account))
+
+    def resolve_view(self, account: str) -> View[Identity | None]:
         addr = checksum(account, "account")
-        name, ed, x, reg, upd, revoked, revoked_at = self._call("resolve", [addr])
-        if reg == 0:
-            return None
-        return Identity(
-            addr, name, bytes(ed), bytes(x), int(reg), int(upd), bool(revoked), int(revoked_at)
-        )
+
+        def decode(out: Any) -> Identity | None:
+            name, ed, x, reg, upd, revoked, revoked_at = out
+            if reg == 0:
+                return None
+            return Identity(
+                addr, name, bytes(ed), bytes(x), int(reg), int(upd), bool(revoked),
+                int(revoked_at),
+            )  # fmt: skip
+
+        return self._view("resolve", [addr], decode)
 
     def account_of(self, ed25519: bytes) -> str | None:
         addr = self._call("account_of", [_hash32(ed25519, "Ed25519 key")])

@@ -43,6 +43,7 @@ from eth_utils.exceptions import ValidationError as EthValidationError
 from ..errors import ChainError
 from ._abi import ABI, decode_output, encode_call, revert_reason
 from ._backend import (
+    Call,
     RawLog,
     Receipt,
     SigningBackend,
@@ -253,6 +254,10 @@ class EmbeddedBackend(SigningBackend):
         if not out and abi and not self.code_at(to):
             raise ChainError(f"no contract code at {to} on chain {self._chain_id}")
         return decode_output(abi, fn_name, out)
+
+    def call_many(self, calls: Sequence[Call]) -> list[Any]:
+        # In process: no round trip to save.
+        return [self.call(a, abi, fn, args) for a, abi, fn, args in calls]
 
     def _dry_run(
         self, chain: MiningChain, sender: str, to: str | None, data: bytes, value: int

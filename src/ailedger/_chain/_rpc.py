@@ -23,6 +23,7 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Excepti
 from ..errors import ChainError
 from ._abi import ABI, decode_output, encode_call, revert_reason
 from ._backend import (
+    Call,
     RawLog,
     Receipt,
     SigningBackend,
@@ -86,7 +87,12 @@ class RpcBackend(SigningBackend):
         self.url = url
         self.receipt_timeout = receipt_timeout
         self.poll_interval = poll_interval
-        self._w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": request_timeout}))
+        self._provider = Web3.HTTPProvider(url, request_kwargs={"timeout": request_timeout})
+        self._w3 = Web3(self._provider)
+        # web3's validation middleware re-reads eth_chainId before every eth_call and
+        # estimate: one extra round trip per read (40 of a swarm round's 74 requests). The
+        # chain id is checked once below and signed into every transaction ourselves.
+        self._w3.middleware_onion.remove("validation")
         self._nonces: dict[str, int] = {}
         self._nonce_lock = threading.Lock()
         self._chain_id = self._rpc(lambda: int(self._w3.eth.chain_id), "read the chain id")
@@ -155,6 +161,37 @@ class RpcBackend(SigningBackend):
         if not out and abi and not self.code_at(to):
             raise ChainError(f"no contract code at {to} on chain {self._chain_id}")
         return decode_output(abi, fn_name, out)
+
+    def call_many(self, calls: Sequence[Call]) -> list[Any]:
+        if len(calls) < 2:
+            return [self.call(a, abi, fn, args) for a, abi, fn, args in calls]
+        batch: list[tuple[Any, Any]] = [
+            ("eth_call", [{"to": checksum(a, "contract address"),
+                           "data": _hexstr(encode_call(abi, fn, args))}, "latest"])
+            for a, abi, fn, args in calls
+        ]  # fmt: skip
+        try:
+            got = self._provider.make_batch_request(batch)
+        except (requests.exceptions.RequestException, Web3Exception, ValueError, TypeError):
+            got = None
+        if not isinstance(got, list) or len(got) != len(calls):
+            # Some public nodes refuse or cap batches: the same reads one by one.
+            return [self.call(a, abi, fn, args) for a, abi, fn, args in calls]
+        out = []
+        for (a, abi, fn, args), resp in zip(calls, got, strict=True):
+            err = resp.get("error")
+            if err is not None:
+                data = err.get("data") if isinstance(err, dict) else None
+                if isinstance(data, str) and data.startswith("0x") and len(data) > 2:
+                    raise TransactionReverted(revert_reason(_bytes(data)))
+                # Anything else: let the single call produce its usual error.
+                out.append(self.call(a, abi, fn, args))
+                continue
+            raw = _bytes(resp.get("result") or "0x")
+            if not raw and abi and not self.code_at(a):
+                raise ChainError(f"no contract code at {a} on chain {self._chain_id}")
+            out.append(decode_output(abi, fn, raw))
+        return out
 
     # -- transactions ---------------------------------------------------------
     def _fees(self) -> dict[str, int]:

@@ -15,12 +15,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ChainError
 from ._abi import decode_event, event_topic
-from ._backend import Receipt, checksum
-from ._clients import _Client, _hash32
+from ._backend import ChainBackend, Receipt, checksum
+from ._clients import View, _Client, _hash32
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 MAX_MEMBERS = 32
 MAX_NODE_URL_BYTES = 256
@@ -125,6 +128,12 @@ class SwarmRoundsClient(_Client):
 
     artifact_name = "SwarmRounds"
 
+    def __init__(
+        self, backend: ChainBackend, address: str, account: LocalAccount | None = None
+    ) -> None:
+        super().__init__(backend, address, account)
+        self._member_counts: dict[int, int] = {}
+
     # -- transactions ---------------------------------------------------------
     def create_swarm(
         self,
@@ -166,8 +175,13 @@ class SwarmRoundsClient(_Client):
         transaction mined just before it made it the deciding one. The node's estimate was
         taken against the state before, so it can be short by the whole settle path.
         """
-        info = self.swarm_info(swarm_id)
-        n = info.member_count if info is not None else MAX_MEMBERS
+        # The allowlist is fixed at creation: its size is read once per client.
+        n = self._member_counts.get(swarm_id)
+        if n is None:
+            info = self.swarm_info(swarm_id)
+            if info is None:
+                return SETTLE_GAS_BASE + SETTLE_GAS_PER_MEMBER * MAX_MEMBERS
+            n = self._member_counts[swarm_id] = info.member_count
         return SETTLE_GAS_BASE + SETTLE_GAS_PER_MEMBER * n
 
     def join(self, swarm_id: int, node_url: str) -> Receipt:
@@ -219,16 +233,22 @@ class SwarmRoundsClient(_Client):
 
     def swarm_info(self, swarm_id: int) -> SwarmInfo | None:
         """A swarm, or None if there is no such swarm."""
+        return self._read(self.swarm_info_view(swarm_id))
+
+    def swarm_info_view(self, swarm_id: int) -> View[SwarmInfo | None]:
         sid = _uint(swarm_id, "swarm id")
-        (coord, spec, rule, param, quorum, cw, sw, n, joined, started, cur, gd, fin) = self._call(
-            "swarm_info", [sid]
-        )
-        if int(n) == 0:
-            return None
-        return SwarmInfo(
-            sid, coord, bytes(spec), AggregationRule(int(rule)), int(param), int(quorum),
-            int(cw), int(sw), int(n), int(joined), bool(started), int(cur), _opt(gd), int(fin),
-        )  # fmt: skip
+
+        def decode(out: Any) -> SwarmInfo | None:
+            (coord, spec, rule, param, quorum, cw, sw, n, joined, started, cur, gd, fin) = out
+            if int(n) == 0:
+                return None
+            return SwarmInfo(
+                sid, coord, bytes(spec), AggregationRule(int(rule)), int(param), int(quorum),
+                int(cw), int(sw), int(n), int(joined), bool(started), int(cur), _opt(gd),
+                int(fin),
+            )  # fmt: skip
+
+        return self._view("swarm_info", [sid], decode)
 
     def members(self, swarm_id: int) -> list[str]:
         return [checksum(m) for m in self._call("members", [_uint(swarm_id, "swarm id")])]
@@ -240,8 +260,13 @@ class SwarmRoundsClient(_Client):
 
     def node_url(self, swarm_id: int, member: str) -> str | None:
         """The member's registered node URL, or None if it has not joined."""
-        url = str(self._call("node_url", [_uint(swarm_id, "swarm id"), checksum(member, "member")]))
-        return url or None
+        return self._read(self.node_url_view(swarm_id, member))
+
+    def node_url_view(self, swarm_id: int, member: str) -> View[str | None]:
+        return self._view(
+            "node_url", [_uint(swarm_id, "swarm id"), checksum(member, "member")],
+            lambda out: str(out) or None,
+        )  # fmt: skip
 
     def current_round(self, swarm_id: int) -> int:
         """The round accepting commits (0 also before the start: see ``started``)."""
@@ -249,22 +274,38 @@ class SwarmRoundsClient(_Client):
 
     def round_info(self, swarm_id: int, round: int) -> RoundInfo | None:
         """A round, or None if it has not started."""
+        return self._read(self.round_info_view(swarm_id, round))
+
+    def round_info_view(self, swarm_id: int, round: int) -> View[RoundInfo | None]:
         sid, rid = _uint(swarm_id, "swarm id"), _uint(round, "round")
-        start, cd, sd, status, gd, cc, sc = self._call("round_info", [sid, rid])
-        if int(status) == 0:
-            return None
-        return RoundInfo(
-            sid, rid, int(start), int(cd), int(sd), RoundStatus(int(status)), _opt(gd),
-            int(cc), int(sc),
-        )  # fmt: skip
+
+        def decode(out: Any) -> RoundInfo | None:
+            start, cd, sd, status, gd, cc, sc = out
+            if int(status) == 0:
+                return None
+            return RoundInfo(
+                sid, rid, int(start), int(cd), int(sd), RoundStatus(int(status)), _opt(gd),
+                int(cc), int(sc),
+            )  # fmt: skip
+
+        return self._view("round_info", [sid, rid], decode)
 
     def commitment(self, swarm_id: int, round: int, member: str) -> tuple[bytes, int] | None:
         """``(update_digest, num_examples)`` the member committed, or None."""
-        digest, n = self._call(
+        return self._read(self.commitment_view(swarm_id, round, member))
+
+    def commitment_view(
+        self, swarm_id: int, round: int, member: str
+    ) -> View[tuple[bytes, int] | None]:
+        def decode(out: Any) -> tuple[bytes, int] | None:
+            digest, n = out
+            return None if bytes(digest) == _ZERO32 else (bytes(digest), int(n))
+
+        return self._view(
             "commitment",
             [_uint(swarm_id, "swarm id"), _uint(round, "round"), checksum(member, "member")],
+            decode,
         )
-        return None if bytes(digest) == _ZERO32 else (bytes(digest), int(n))
 
     def submission(self, swarm_id: int, round: int, member: str) -> bytes | None:
         """The global digest the member submitted in the round, or None."""
@@ -294,12 +335,20 @@ class SwarmRoundsClient(_Client):
         )
 
     # -- history --------------------------------------------------------------
-    def _logs(self, name: str, swarm_id: int, from_block: int) -> list[tuple[Any, dict[str, Any]]]:
-        topics: list[bytes | None] = [event_topic(self.artifact.abi, name), _topic_uint(swarm_id)]
-        return [
-            (lg, decode_event(self.artifact.abi, name, lg.topics, lg.data))
-            for lg in self.backend.get_logs(self.address, topics, from_block=from_block)
-        ]
+    _SETTLED = ("Committed", "MissedCommit", "MinoritySubmission", "RoundFinalized", "RoundFailed")
+
+    def _settled_events(
+        self, topics: list[bytes | None], from_block: int
+    ) -> list[tuple[Any, str, dict[str, Any]]]:
+        # Every SwarmRounds event indexes the swarm id first and (round events) the round
+        # second, so ONE log query filtered on those topics returns all a history needs.
+        names = {event_topic(self.artifact.abi, n): n for n in self._SETTLED}
+        out = []
+        for lg in self.backend.get_logs(self.address, topics, from_block=from_block):
+            name = names.get(bytes(lg.topics[0])) if lg.topics else None
+            if name is not None:
+                out.append((lg, name, decode_event(self.artifact.abi, name, lg.topics, lg.data)))
+        return out
 
     def history(self, swarm_id: int, *, from_block: int = 0) -> list[RoundOutcome]:
         """Settled rounds of a swarm, in order, from the contract's events: the global
@@ -308,40 +357,58 @@ class SwarmRoundsClient(_Client):
         ``deployed_at_block`` makes the scan cheaper.
         """
         sid = _uint(swarm_id, "swarm id")
-        commits: dict[int, dict[str, tuple[bytes, int]]] = {}
-        for _, ev in self._logs("Committed", sid, from_block):
-            commits.setdefault(int(ev["round"]), {})[checksum(ev["member"])] = (
+        return _outcomes(sid, self._settled_events([None, _topic_uint(sid)], from_block))
+
+    def round_outcome(
+        self, swarm_id: int, round: int, *, from_block: int = 0
+    ) -> RoundOutcome | None:
+        """How round ``round`` settled (one log query), or None while it is pending.
+
+        ``from_block`` MUST be at or before the block that started the round, or the
+        outcome's ``commits`` miss the commitments made before it.
+        """
+        sid, r = _uint(swarm_id, "swarm id"), _uint(round, "round")
+        found = _outcomes(
+            sid, self._settled_events([None, _topic_uint(sid), _topic_uint(r)], from_block)
+        )
+        return found[0] if found else None
+
+
+def _outcomes(sid: int, events: list[tuple[Any, str, dict[str, Any]]]) -> list[RoundOutcome]:
+    commits: dict[int, dict[str, tuple[bytes, int]]] = {}
+    missed: dict[int, list[str]] = {}
+    minority: dict[int, list[tuple[str, bytes]]] = {}
+    settled: list[tuple[Any, RoundStatus, dict[str, Any]]] = []
+    for lg, name, ev in events:
+        r = int(ev["round"])
+        if name == "Committed":
+            commits.setdefault(r, {})[checksum(ev["member"])] = (
                 bytes(ev["update_digest"]),
                 int(ev["num_examples"]),
             )
-        missed: dict[int, list[str]] = {}
-        for _, ev in self._logs("MissedCommit", sid, from_block):
-            missed.setdefault(int(ev["round"]), []).append(checksum(ev["member"]))
-        minority: dict[int, list[tuple[str, bytes]]] = {}
-        for _, ev in self._logs("MinoritySubmission", sid, from_block):
-            minority.setdefault(int(ev["round"]), []).append(
-                (checksum(ev["member"]), bytes(ev["digest"]))
+        elif name == "MissedCommit":
+            missed.setdefault(r, []).append(checksum(ev["member"]))
+        elif name == "MinoritySubmission":
+            minority.setdefault(r, []).append((checksum(ev["member"]), bytes(ev["digest"])))
+        else:
+            ok = name == "RoundFinalized"
+            settled.append((lg, RoundStatus.FINALIZED if ok else RoundStatus.FAILED, ev))
+    out: list[RoundOutcome] = []
+    for lg, status, ev in settled:
+        r = int(ev["round"])
+        out.append(
+            RoundOutcome(
+                swarm_id=sid,
+                round=r,
+                status=status,
+                global_digest=bytes(ev["digest"]) if "digest" in ev else None,
+                supporters=tuple(checksum(a) for a in ev.get("supporters", ())),
+                missed=tuple(missed.get(r, ())),
+                minority=tuple(minority.get(r, ())),
+                commits=dict(commits.get(r, {})),
+                block_number=lg.block_number,
+                tx_hash=lg.tx_hash,
             )
-        out: list[RoundOutcome] = []
-        for name, status in (
-            ("RoundFinalized", RoundStatus.FINALIZED),
-            ("RoundFailed", RoundStatus.FAILED),
-        ):
-            for lg, ev in self._logs(name, sid, from_block):
-                r = int(ev["round"])
-                out.append(
-                    RoundOutcome(
-                        swarm_id=sid,
-                        round=r,
-                        status=status,
-                        global_digest=bytes(ev["digest"]) if "digest" in ev else None,
-                        supporters=tuple(checksum(a) for a in ev.get("supporters", ())),
-                        missed=tuple(missed.get(r, ())),
-                        minority=tuple(minority.get(r, ())),
-                        commits=dict(commits.get(r, {})),
-                        block_number=lg.block_number,
-                        tx_hash=lg.tx_hash,
-                    )
-                )
-        out.sort(key=lambda o: o.round)
-        return out
+        )
+    out.sort(key=lambda o: o.round)
+    return out

@@ -29,7 +29,12 @@ from .._statements import intoto
 from ..errors import Error, InputError, NotFoundError, VerificationError, WorkspaceError
 
 if TYPE_CHECKING:
-    from .._chain import CheckpointRegistryClient, IdentityRegistryClient, SwarmRoundsClient
+    from .._chain import (
+        CheckpointRegistryClient,
+        Identity,
+        IdentityRegistryClient,
+        SwarmRoundsClient,
+    )
     from .._workspace import Workspace
 
 PROOF_TYPE = "https://ailedger.dev/swarm-contribution-proof/v1"
@@ -313,6 +318,14 @@ def member_key(ids: IdentityRegistryClient, member: str) -> bytes:
         ident = ids.resolve(member)
     except Error as e:
         raise _fail(f"cannot resolve {member} in the IdentityRegistry: {e}") from None
+    return identity_key(member, ident)
+
+
+def identity_key(member: str, ident: Identity | None) -> bytes:
+    """The Ed25519 key of ``member``'s resolved identity (checked as :func:`member_key`).
+
+    @raise VerificationError: no identity, or a revoked one.
+    """
     if ident is None:
         raise _fail(f"{member} has no identity in the IdentityRegistry")
     if ident.revoked:

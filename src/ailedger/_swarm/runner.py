@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,16 @@ from .aggregate import aggregate_with_report, rule_spec
 from .dp import Accountant, DPConfig, privatize
 
 if TYPE_CHECKING:
-    from .._chain import RoundInfo, RoundOutcome, SwarmInfo, SwarmRoundsClient
+    import httpx
+
+    from .._chain import (
+        Identity,
+        IdentityRegistryClient,
+        RoundInfo,
+        RoundOutcome,
+        SwarmInfo,
+        SwarmRoundsClient,
+    )
     from .._workspace import Workspace
 
 Params = pm.Params
@@ -34,6 +44,23 @@ TrainFn = Callable[[Params, int], tuple[Params, int]]
 FetchFn = Callable[[str, str], bytes | None]
 
 RULE_NAMES = ("fedavg", "median", "trimmed_mean", "krum")  # index = contract rule code
+
+
+_client_lock = threading.Lock()
+_client: Any = None
+
+
+def _http() -> httpx.Client:
+    # One pooled client per process: a fresh ``httpx.get`` builds a client (and its TLS
+    # context) and a connection per call, ~30 ms under load; a round makes 2(n-1) GETs.
+    global _client
+    with _client_lock:
+        if _client is None:
+            import httpx
+
+            _client = httpx.Client()
+        client: httpx.Client = _client
+        return client
 
 
 def http_get(url: str, node_url: str, timeout: float) -> bytes | None:
@@ -44,7 +71,7 @@ def http_get(url: str, node_url: str, timeout: float) -> bytes | None:
     import httpx
 
     try:
-        r = httpx.get(url, timeout=timeout)
+        r = _http().get(url, timeout=timeout)
     except httpx.HTTPError as e:
         raise ChainError(f"node {node_url} unreachable: {type(e).__name__}") from None
     if r.status_code == 404:
@@ -144,6 +171,8 @@ class SwarmMember:
         self._cache: dict[str, Params] = {}
         self._members: list[str] | None = None
         self._urls: dict[str, str | None] = {}
+        self._ids: IdentityRegistryClient | None = None
+        self._round_blocks: dict[int, int] = {}
         info = self.info()
         self.model_spec = info.model_spec.hex()
         self.rule, self.rule_param = rule_of(info)
@@ -172,11 +201,14 @@ class SwarmMember:
             raise NotFoundError(f"swarm {self.swarm_id} has no round {r}")
         return ri
 
-    def _now(self) -> int:
+    def _passed(self, deadline: int) -> bool:
         # The next block is stamped with the wall clock (or later): a deadline the wall
-        # clock has passed is passed for every transaction from now on.
+        # clock has passed is passed for every transaction from now on. The chain's own
+        # clock (read only when the wall clock has not passed it) may run ahead.
+        if int(time.time()) > deadline:
+            return True
         b = self.sw.backend
-        return max(int(time.time()), b.block_timestamp(b.block_number()))
+        return b.block_timestamp(b.block_number()) > deadline
 
     def _wait(self, until: Callable[[], bool], limit: float, what: str) -> None:
         end = time.monotonic() + limit
@@ -243,7 +275,7 @@ class SwarmMember:
 
         @raise ChainError: the swarm is not started, or a bounded wait timed out.
         """
-        from .._chain import RoundStatus, TransactionReverted
+        from .._chain import RoundStatus, TransactionReverted, read_all
 
         info = self.info()
         if not info.started:
@@ -279,33 +311,50 @@ class SwarmMember:
 
         # 2. commit, then wait for every joined member's commit or the deadline.
         self.sw.commit(self.swarm_id, r, bytes.fromhex(mine), n)
-        joined = self.info().joined_count
 
         def commits_done() -> bool:
-            x = self._round(r)
-            return x.status != RoundStatus.PENDING or x.commit_count >= joined or (
-                self._now() > x.commit_deadline
+            x, now = read_all(self.sw.backend, [self.sw.round_info_view(self.swarm_id, r),
+                                                self.sw.swarm_info_view(self.swarm_id)])
+            if x is None or now is None:
+                raise NotFoundError(f"swarm {self.swarm_id} has no round {r}")
+            return x.status != RoundStatus.PENDING or x.commit_count >= now.joined_count or (
+                self._passed(x.commit_deadline)
             )
 
         self._wait(commits_done, limit, f"round {r} commits")
 
-        # 3. fetch and check every peer's committed update.
+        # 3. fetch and check every peer's committed update. The chain reads this needs
+        # (commitments, node URLs, identity keys) share one round trip.
         members = self._member_list()
+        peers = [m for m in members if m != self.me]
+        if self._ids is None:
+            self._ids = self.ws.identity_registry()
+        urls_needed = [m for m in members if m not in self._urls]
+        got = read_all(
+            self.sw.backend,
+            [self.sw.commitment_view(self.swarm_id, r, m) for m in members]
+            + [self.sw.node_url_view(self.swarm_id, m) for m in urls_needed]
+            + [self._ids.resolve_view(m) for m in peers],
+        )
         commits: dict[str, tuple[str, int]] = {}
-        for m in members:
-            c = self.sw.commitment(self.swarm_id, r, m)
+        for m, c in zip(members, got, strict=False):
             if c is not None:
                 commits[m] = (c[0].hex(), c[1])
+        self._urls.update(zip(urls_needed, got[len(members) :], strict=False))
+        idents = dict(zip(peers, got[len(members) + len(urls_needed) :], strict=True))
         used: list[tuple[Params, int, str]] = []
         skipped: dict[str, str] = {}
-        # Chain reads stay on this thread; the downloads (and their digest checks) overlap,
+        # Chain reads stay on this thread; the downloads (updates and signed contributions,
+        # with their digest checks) overlap with each other and with the identity reads,
         # so a round waits for the slowest peer rather than the sum of all of them.
         urls = {m: self._url(m) for m in commits if m != self.me}
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(urls)))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(16, 2 * len(urls)))) as pool:
             futures = {
                 m: pool.submit(self._fetch_update, m, commits[m][0], base, urls[m] or "")
                 for m in urls
             }
+            envelopes = {m: pool.submit(self._fetch_envelope, r, urls[m] or "") for m in urls}
+            keys = {m: self._member_key(m, idents[m]) for m in urls}
             for m, (d, k) in sorted(commits.items()):
                 try:
                     p = self._cache.get(d) if m == self.me else futures[m].result()
@@ -313,10 +362,11 @@ class SwarmMember:
                     used.append((p, k, d))
                 except Error as e:
                     skipped[m] = str(e)
-        contributions = {
-            m: self._own_contribution(own) if m == self.me else self._peer_contribution(m, r, d)
-            for m, (d, _) in commits.items()
-        }
+            contributions = {
+                m: self._own_contribution(own) if m == self.me
+                else self._peer_contribution(m, r, d, urls[m], envelopes[m], keys[m])
+                for m, (d, _) in commits.items()
+            }
 
         # 4. aggregate deterministically and submit.
         agg_digest: str | None = None
@@ -349,7 +399,7 @@ class SwarmMember:
             x = self._round(r)
             if x.status != RoundStatus.PENDING:
                 return True
-            if self._now() > x.submit_deadline:
+            if self._passed(x.submit_deadline):
                 with contextlib.suppress(TransactionReverted):  # someone else closed it
                     self.sw.close_round(self.swarm_id, r)
             return False
@@ -465,15 +515,33 @@ class SwarmMember:
         return {"verified": True, "envelope": {"sha256": own.digest}, "index": own.index,
                 "datasets": self.datasets}
 
-    def _peer_contribution(self, member: str, r: int, update: str) -> dict[str, Any]:
-        """Fetch and check a peer's contribution. Never raises: a missing or bad one is
-        recorded (``verified: false`` with the reason) and the update is still used."""
+    def _fetch_envelope(self, r: int, url: str) -> bytes | None:
+        # Runs on a pool thread: no chain reads here.
+        return self.fetch_contribution(url, self.swarm_id, r) if url else None
+
+    @staticmethod
+    def _member_key(member: str, ident: Identity | None) -> bytes | Error:
+        try:
+            return contrib.identity_key(member, ident)
+        except Error as e:
+            return e
+
+    def _peer_contribution(
+        self,
+        member: str,
+        r: int,
+        update: str,
+        url: str | None,
+        envelope: Future[bytes | None],
+        key: bytes | Error,
+    ) -> dict[str, Any]:
+        """Check a peer's contribution. Never raises: a missing or bad one is recorded
+        (``verified: false`` with the reason) and the update is still used."""
         out: dict[str, Any] = {"verified": False}
-        url = self._url(member)
         if not url:
             return {**out, "reason": "no node URL registered"}
         try:
-            env = self.fetch_contribution(url, self.swarm_id, r)
+            env = envelope.result()
         except Error as e:
             return {**out, "reason": str(e)}
         if env is None:
@@ -482,8 +550,9 @@ class SwarmMember:
             # Kept (even when it does not verify: it is the evidence) so a bundle can
             # carry it and `verify` can check it again offline.
             out["envelope"] = {"sha256": self.ws.blobs.put(env)}
+        if isinstance(key, Error):
+            return {**out, "reason": str(key)}
         try:
-            key = contrib.member_key(self.ws.identity_registry(), member)
             datasets = contrib.check(env, key, swarm=self.swarm_ref, r=r, member=member,
                                      update=update)
         except Error as e:
@@ -491,10 +560,12 @@ class SwarmMember:
         return {**out, "verified": True, "datasets": datasets}
 
     def _outcome(self, r: int) -> RoundOutcome | None:
-        for o in self.sw.history(self.swarm_id, from_block=self.ws.deployment.deployed_at_block):
-            if o.round == r:
-                return o
-        return None
+        # Round r + 1 starts in the block that settled round r: the next scan starts there.
+        start = self._round_blocks.get(r, self.ws.deployment.deployed_at_block)
+        o = self.sw.round_outcome(self.swarm_id, r, from_block=start)
+        if o is not None:
+            self._round_blocks = {r + 1: o.block_number}
+        return o
 
     def _predicate(
         self,
