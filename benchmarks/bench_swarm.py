@@ -141,6 +141,7 @@ def member(home: Path, sid: int, i: int, n: int, rounds: int, out: Path, samples
 
     t: dict[str, float] = {}
     spans: list[tuple[float, float]] = []
+    marks: dict[str, float] = {}
 
     def timed(key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*a: Any, **k: Any) -> Any:
@@ -170,10 +171,13 @@ def member(home: Path, sid: int, i: int, n: int, rounds: int, out: Path, samples
         def _wait(self, until: Callable[[], bool], limit: float, what: str) -> None:
             key = "wait_commits" if what.endswith("commits") else "wait_settle"
             timed(key, super()._wait)(until, limit, what)
+            if key == "wait_commits":
+                marks["commits_seen"] = time.perf_counter()
 
         def _fetch_update(self, m: str, d: str, like: Any, url: str | None = None) -> Any:
-            # The runner fetches peers concurrently: the phase is the span from the first
-            # download's start to the last one's end, not the sum of the downloads.
+            # The runner fetches peers concurrently, each as soon as its commitment is on
+            # chain: the phase is what the downloads add after the wait for commits ends
+            # (the last one's end), not their sum; the rest is hidden in that wait.
             t0 = time.perf_counter()
             try:
                 return super()._fetch_update(m, d, like, url)
@@ -209,7 +213,7 @@ def member(home: Path, sid: int, i: int, n: int, rounds: int, out: Path, samples
                 res = m.step()
                 total = time.perf_counter() - t0
                 if spans:
-                    t["fetch"] = max(e for _, e in spans) - min(s for s, _ in spans)
+                    t["fetch"] = max(0.0, max(e for _, e in spans) - marks["commits_seen"])
                 row = dict(t)
                 row["other"] = total - sum(t.values())
                 row["total"] = total
@@ -462,9 +466,10 @@ def main() -> None:
             cells = " | ".join(f"{_med(rs, c):.2f}" for c in cols)
             print(f"| {n} | {_med(rs, 'total'):.2f} | {cells} | {o:.2f} | {base:.2f} | "
                   f"{_lost(rs)} of {len(rs)} | {_failed(rs)} |")
-        print("\nTimes in seconds. fetch = first download's start to last one's end (the n−1 "
-              "peers' updates are fetched concurrently); wait_commits "
-              "includes waiting for the slowest peer's training.\n")
+        print("\nTimes in seconds. fetch = from the end of the wait for commits to the last "
+              "download's end (the n−1 peers' updates are fetched concurrently, each as soon "
+              "as its commitment is on chain); wait_commits includes waiting for the slowest "
+              "peer's training.\n")
     finally:
         if anvil is not None:
             anvil.terminate()

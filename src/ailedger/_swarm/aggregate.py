@@ -227,14 +227,25 @@ def _blocks(size: int) -> range:
 def _weighted_mean(ps: list[Params], weights: list[int]) -> Params:
     total = float(sum(weights))
     out: Params = {}
+    # Block by block, so the float64 accumulators stay in cache (whole-tensor float64
+    # temporaries made this 5x slower on 1M parameters); element-wise, so the bytes are
+    # those of the whole-tensor form: 0.0 + w0*p0 + w1*p1 + ..., divided, cast.
+    size = max((r.size for r in ps[0].values()), default=0)
+    acc_buf = np.empty(min(BLOCK, size), dtype=_F64)
+    tmp_buf = np.empty_like(acc_buf)
     for name, r in ps[0].items():
-        acc = np.zeros(r.shape, dtype=_F64)
-        tmp = np.empty(r.shape, dtype=_F64)
-        for p, w in zip(ps, weights, strict=True):
-            np.multiply(p[name], float(w), out=tmp)
-            acc += tmp
-        acc /= total
-        out[name] = acc.astype(r.dtype)
+        flat = [p[name].reshape(-1) for p in ps]
+        res = np.empty(r.size, dtype=r.dtype)
+        for s in _blocks(r.size):
+            e = min(s + BLOCK, r.size)
+            acc, tmp = acc_buf[: e - s], tmp_buf[: e - s]
+            acc.fill(0.0)
+            for f, w in zip(flat, weights, strict=True):
+                np.multiply(f[s:e], float(w), out=tmp)
+                acc += tmp
+            acc /= total
+            res[s:e] = acc
+        out[name] = res.reshape(r.shape)
     return out
 
 

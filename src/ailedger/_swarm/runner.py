@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         RoundOutcome,
         SwarmInfo,
         SwarmRoundsClient,
+        View,
     )
     from .._workspace import Workspace
 
@@ -309,52 +310,59 @@ class SwarmMember:
         self._cache[mine] = pm.decode(data, expected_digest=mine)
         own = contrib.record(self.ws, self.swarm_ref, r, mine, n, self.datasets)
 
-        # 2. commit, then wait for every joined member's commit or the deadline.
+        # 2. commit, then wait for every joined member's commit or the deadline; each
+        # peer's update (and signed contribution) is fetched as soon as its commitment is
+        # on chain, so the downloads overlap the wait for slower peers.
         self.sw.commit(self.swarm_id, r, bytes.fromhex(mine), n)
+        members = self._member_list()
+        if self._ids is None:
+            self._ids = self.ws.identity_registry()
+        ids = self._ids
+        commits: dict[str, tuple[str, int]] = {}
+        idents: dict[str, Identity | None] = {}
+        futures: dict[str, Future[Params]] = {}
+        envelopes: dict[str, Future[bytes | None]] = {}
+        # Chain reads stay on this thread; pool threads only download and check digests.
+        pool = ThreadPoolExecutor(max_workers=max(1, min(16, 2 * (len(members) - 1))))
 
         def commits_done() -> bool:
-            x, now = read_all(self.sw.backend, [self.sw.round_info_view(self.swarm_id, r),
-                                                self.sw.swarm_info_view(self.swarm_id)])
+            # One round trip: the round (first, so any commitment it counts is visible to
+            # the reads after it), the joined count, the commitments not seen yet, node
+            # URLs not read this round, and (once per round) the peers' identities.
+            waiting = [m for m in members if m not in commits]
+            urls_needed = [m for m in members if m not in self._urls]
+            resolve = [m for m in members if m != self.me and m not in idents]
+            views: list[View[Any]] = [
+                self.sw.round_info_view(self.swarm_id, r), self.sw.swarm_info_view(self.swarm_id)
+            ]  # fmt: skip
+            views += [self.sw.commitment_view(self.swarm_id, r, m) for m in waiting]
+            views += [self.sw.node_url_view(self.swarm_id, m) for m in urls_needed]
+            views += [ids.resolve_view(m) for m in resolve]
+            got = read_all(self.sw.backend, views)
+            x, now, rest = got[0], got[1], iter(got[2:])
             if x is None or now is None:
                 raise NotFoundError(f"swarm {self.swarm_id} has no round {r}")
+            for m in waiting:
+                c = next(rest)
+                if c is not None:
+                    commits[m] = (c[0].hex(), c[1])
+            self._urls.update((m, next(rest)) for m in urls_needed)
+            idents.update((m, next(rest)) for m in resolve)
+            for m, (d, _) in commits.items():
+                if m != self.me and m not in futures:
+                    url = self._url(m) or ""  # "" = none registered: the pool never reads
+                    futures[m] = pool.submit(self._fetch_update, m, d, base, url)
+                    envelopes[m] = pool.submit(self._fetch_envelope, r, url)
             return x.status != RoundStatus.PENDING or x.commit_count >= now.joined_count or (
                 self._passed(x.commit_deadline)
             )
 
-        self._wait(commits_done, limit, f"round {r} commits")
-
-        # 3. fetch and check every peer's committed update. The chain reads this needs
-        # (commitments, node URLs, identity keys) share one round trip.
-        members = self._member_list()
-        peers = [m for m in members if m != self.me]
-        if self._ids is None:
-            self._ids = self.ws.identity_registry()
-        urls_needed = [m for m in members if m not in self._urls]
-        got = read_all(
-            self.sw.backend,
-            [self.sw.commitment_view(self.swarm_id, r, m) for m in members]
-            + [self.sw.node_url_view(self.swarm_id, m) for m in urls_needed]
-            + [self._ids.resolve_view(m) for m in peers],
-        )
-        commits: dict[str, tuple[str, int]] = {}
-        for m, c in zip(members, got, strict=False):
-            if c is not None:
-                commits[m] = (c[0].hex(), c[1])
-        self._urls.update(zip(urls_needed, got[len(members) :], strict=False))
-        idents = dict(zip(peers, got[len(members) + len(urls_needed) :], strict=True))
         used: list[tuple[Params, int, str]] = []
         skipped: dict[str, str] = {}
-        # Chain reads stay on this thread; the downloads (updates and signed contributions,
-        # with their digest checks) overlap with each other and with the identity reads,
-        # so a round waits for the slowest peer rather than the sum of all of them.
-        urls = {m: self._url(m) for m in commits if m != self.me}
-        with ThreadPoolExecutor(max_workers=max(1, min(16, 2 * len(urls)))) as pool:
-            futures = {
-                m: pool.submit(self._fetch_update, m, commits[m][0], base, urls[m] or "")
-                for m in urls
-            }
-            envelopes = {m: pool.submit(self._fetch_envelope, r, urls[m] or "") for m in urls}
-            keys = {m: self._member_key(m, idents[m]) for m in urls}
+        with pool:
+            self._wait(commits_done, limit, f"round {r} commits")
+
+            # 3. take every peer's checked update; record its contribution's check.
             for m, (d, k) in sorted(commits.items()):
                 try:
                     p = self._cache.get(d) if m == self.me else futures[m].result()
@@ -364,9 +372,10 @@ class SwarmMember:
                     skipped[m] = str(e)
             contributions = {
                 m: self._own_contribution(own) if m == self.me
-                else self._peer_contribution(m, r, d, urls[m], envelopes[m], keys[m])
+                else self._peer_contribution(m, r, d, self._url(m), envelopes[m],
+                                             self._member_key(m, idents.get(m)))
                 for m, (d, _) in commits.items()
-            }
+            }  # fmt: skip
 
         # 4. aggregate deterministically and submit.
         agg_digest: str | None = None
