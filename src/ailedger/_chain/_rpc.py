@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import requests
@@ -70,6 +71,14 @@ def _reason(exc: ContractLogicError) -> str:
         return revert_reason(data)
     msg = " ".join(str(exc.message or exc).split())
     return msg.removeprefix("execution reverted: ") or "transaction reverted without a reason"
+
+
+@dataclass(frozen=True)
+class _Preflight:
+    balance: int
+    fees: dict[str, int]
+    nonce: int
+    gas: int | None
 
 
 class RpcBackend(SigningBackend):
@@ -205,6 +214,52 @@ class RpcBackend(SigningBackend):
             tip = 10**9
         return {"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip}
 
+    def _preflight(self, tx: dict[str, Any], *, estimate: bool) -> _Preflight | None:
+        """Balance, fees, pending nonce (and the gas estimate) in ONE JSON-RPC batch; a
+        transaction is then that batch, the send and the receipt. None when the node
+        refuses batches or any read fails: the caller then reads one by one, which also
+        gives a reverting estimate its usual error.
+        """
+        sender = tx["from"]
+        batch: list[tuple[Any, Any]] = [
+            ("eth_getBalance", [sender, "latest"]),
+            ("eth_getBlockByNumber", ["latest", False]),
+            ("eth_gasPrice", []),
+            ("eth_maxPriorityFeePerGas", []),
+            ("eth_getTransactionCount", [sender, "pending"]),
+        ]
+        if estimate:
+            batch.append(("eth_estimateGas", [dict(tx, value=hex(tx["value"]))]))
+        try:
+            got = self._provider.make_batch_request(batch)
+        except (requests.exceptions.RequestException, Web3Exception, ValueError, TypeError):
+            return None
+        if not isinstance(got, list) or len(got) != len(batch):
+            return None
+
+        def result(i: int) -> Any:
+            return got[i].get("result") if got[i].get("error") is None else None
+
+        balance, block, price, tip, nonce = (result(i) for i in range(5))
+        gas = result(5) if estimate else None
+        if (balance is None or not isinstance(block, dict) or nonce is None
+                or (estimate and gas is None)):  # fmt: skip
+            return None
+        try:
+            base = block.get("baseFeePerGas")
+            if base is None:
+                if price is None:
+                    return None
+                fees = {"gasPrice": int(price, 16)}
+            else:
+                t = int(tip, 16) if tip is not None else 10**9  # not every node has the method
+                fees = {"maxFeePerGas": 2 * int(base, 16) + t, "maxPriorityFeePerGas": t}
+            return _Preflight(
+                int(balance, 16), fees, int(nonce, 16), None if gas is None else int(gas, 16)
+            )
+        except (TypeError, ValueError):
+            return None
+
     def _next_nonce(self, address: str) -> int:
         chain_nonce = self._rpc(
             lambda: int(
@@ -228,13 +283,16 @@ class RpcBackend(SigningBackend):
         tx: dict[str, Any] = {"from": sender, "value": value, "data": _hexstr(data)}
         if to is not None:
             tx["to"] = to
-        balance = self.balance(sender)
+        pre = self._preflight(tx, estimate=gas is None)
+        balance = pre.balance if pre else self.balance(sender)
         if balance == 0:
             raise ChainError(f"account {sender} has no funds on chain {self._chain_id}")
         if gas is None:
-            est = self._rpc(lambda: int(self._w3.eth.estimate_gas(tx)), "estimate gas")  # type: ignore[arg-type]
+            est = pre.gas if pre and pre.gas is not None else self._rpc(
+                lambda: int(self._w3.eth.estimate_gas(tx)), "estimate gas"  # type: ignore[arg-type]
+            )
             gas = max(est * 6 // 5 + 10_000, min_gas)
-        fees = self._fees()
+        fees = pre.fees if pre else self._fees()
         price = fees.get("maxFeePerGas", fees.get("gasPrice", 0))
         if balance < gas * price + value:
             raise ChainError(
@@ -242,7 +300,11 @@ class RpcBackend(SigningBackend):
                 f"(balance {balance} wei, needs up to {gas * price + value} wei)"
             )
         with self._nonce_lock:
-            nonce = self._next_nonce(sender)
+            # The local counter covers this process's other threads that read the same
+            # pending count before us.
+            nonce = (
+                max(pre.nonce, self._nonces.get(sender, 0)) if pre else self._next_nonce(sender)
+            )
             signed_tx = dict(tx, gas=gas, nonce=nonce, chainId=self._chain_id, **fees)
             del signed_tx["from"]
             if "maxFeePerGas" in fees:
