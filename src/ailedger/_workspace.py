@@ -212,7 +212,7 @@ class Workspace:
     @property
     def address(self) -> str:
         """The chain account (secp256k1) address."""
-        return self._identity.address
+        return str(self.account.address)
 
     @property
     def ed25519_public(self) -> bytes:

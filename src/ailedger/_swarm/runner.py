@@ -278,11 +278,17 @@ class SwarmMember:
         """
         from .._chain import RoundStatus, TransactionReverted, read_all
 
-        info = self.info()
+        # The swarm and (the round we expect to be) its current round, in one round trip.
+        guess = r if r is not None else next(iter(self._round_blocks), 0)
+        got, ri_guess = read_all(self.sw.backend, [self.sw.swarm_info_view(self.swarm_id),
+                                                   self.sw.round_info_view(self.swarm_id, guess)])
+        if got is None:
+            raise NotFoundError(f"no swarm {self.swarm_id} on this deployment")
+        info: SwarmInfo = got
         if not info.started:
             raise ChainError(f"swarm {self.swarm_id} has not started (members still joining)")
         r = info.current_round if r is None else r
-        ri = self._round(r)
+        ri = self._round(r) if r != guess or ri_guess is None else ri_guess
         limit = self.timeout or float(info.commit_window + info.submit_window + 60)
 
         self._urls = {}  # a member may re-join with a new URL between rounds, not within one
@@ -306,8 +312,8 @@ class SwarmMember:
             dp_spent = {"round": rnd, "cumulative": self.accountant.to_dict(),
                         "config": self.dp.to_dict()}
         data = pm.encode(trained)
-        mine = publish(self.ws, data)
-        self._cache[mine] = pm.decode(data, expected_digest=mine)
+        mine = publish(self.ws, data)  # its digest: the bytes were hashed as they were stored
+        self._cache[mine] = pm.decode(data)
         own = contrib.record(self.ws, self.swarm_ref, r, mine, n, self.datasets)
 
         # 2. commit, then wait for every joined member's commit or the deadline; each
