@@ -66,16 +66,21 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def chain(backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ChainEnv]:
-    url = request.getfixturevalue("anvil").url if backend_kind == "rpc" else None
-    backend = make_backend(backend_kind, tmp_path, url)
-    env = ChainEnv(backend_kind, backend, Account.create(), Account.create(), Deployment(1))
+def chain_env(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ChainEnv]:
+    """Two funded accounts and every contract deployed, on backend ``kind``."""
+    url = request.getfixturevalue("anvil").url if kind == "rpc" else None
+    backend = make_backend(kind, tmp_path, url)
+    env = ChainEnv(kind, backend, Account.create(), Account.create(), Deployment(1))
     env.fund(env.owner.address)
     env.fund(env.other.address)
     env.deployment = deploy_all(backend, env.owner)
     yield env
     backend.close()
+
+
+@pytest.fixture
+def chain(backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ChainEnv]:
+    yield from chain_env(backend_kind, tmp_path, request)
 
 
 @pytest.fixture

@@ -92,6 +92,27 @@ def test_against_reference(rule: str, param, n: int) -> None:
             np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fedavg_bytes_across_blocks(dtype: type) -> None:
+    # fedavg accumulates block by block (cache-sized); its bytes must be those of the
+    # whole-tensor formula (0.0 + w0*x0 + w1*x1 + ..., divided, cast), signed zeros too.
+    from ailedger._swarm.aggregate import BLOCK
+
+    rng = np.random.default_rng(7)
+    ups = []
+    for i in range(4):
+        p = {"w": rng.standard_normal((3, BLOCK + 11)).astype(dtype),
+             "b": rng.standard_normal(2 * BLOCK + 1).astype(dtype),
+             "s": np.asarray(rng.standard_normal(), dtype=dtype)}  # fmt: skip
+        p["w"][:, ::5] = -0.0
+        ups.append((p, 10 + i))
+    got = aggregate("fedavg", ups, param=None)
+    want = _ref("fedavg", ups)
+    assert encode(got) == encode(want)
+    # Every input is -0.0 there: 0.0 + (-0.0) is +0.0, in both forms.
+    assert got["s"].shape == () and got["w"][0, 0] == 0 and not np.signbit(got["w"][0, 0])
+
+
 @pytest.mark.parametrize("rule,param", [("fedavg", None), ("median", None), ("trimmed_mean", 1), ("krum", 1), ("krum", {"f": 1, "m": 3})])
 def test_order_independent_bytes(rule: str, param) -> None:
     ups = _updates(5, seed=3)

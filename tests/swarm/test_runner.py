@@ -309,3 +309,37 @@ def test_crashed_member_is_missed_and_honest_quorum_finalises(
         assert p["outcome"]["missed"] == [c_addr]
         entry = next(m for m in p["members"] if m["address"] == c_addr)
         assert "update" not in entry and entry["nodeUrl"] == swarm_env["urls"][2]
+
+
+def test_peer_updates_are_fetched_while_a_slower_peer_still_trains(
+    swarm_env: dict[str, Any], data: Data
+) -> None:
+    # A member downloads each update as soon as its commitment is on chain: the fast
+    # peer's update is in hand before the slow peer has even committed (no timing bound,
+    # only the order of events).
+    import time
+
+    sid = create(swarm_env, data, "fedavg")
+    slow_done: list[float] = []
+    fetched: dict[str, float] = {}
+    train2 = data.trainer(2)
+
+    def slow(g: dict[str, np.ndarray], r: int) -> tuple[dict[str, np.ndarray], int]:
+        out = train2(g, r)
+        time.sleep(3)
+        slow_done.append(time.monotonic())  # before its publish and commit
+        return out
+
+    class Recording(SwarmMember):
+        def _fetch_update(self, member: str, d: str, like: Any, url: str | None = None) -> Any:
+            fetched.setdefault(member, time.monotonic())
+            return super()._fetch_update(member, d, like, url)
+
+    res = run_members(
+        swarm_env, sid, [data.trainer(0), data.trainer(1), slow], 1,
+        classes=[Recording, SwarmMember, SwarmMember],
+    )  # fmt: skip
+    addr = [Workspace.open(h).address for h in swarm_env["homes"]]
+    assert fetched[addr[1]] < slow_done[0] < fetched[addr[2]]
+    assert all(res[i][0].status == "finalized" and not res[i][0].skipped for i in range(3))
+    assert len({res[i][0].global_digest for i in range(3)}) == 1

@@ -241,7 +241,9 @@ def _weighted_mean(ps: list[Params], weights: list[int]) -> Params:
             acc, tmp = acc_buf[: e - s], tmp_buf[: e - s]
             acc.fill(0.0)
             for f, w in zip(flat, weights, strict=True):
-                np.multiply(f[s:e], float(w), out=tmp)
+                # dtype=: a float32 block times a Python float is a float32 product under
+                # NumPy's promotion rules; the rule is float64 products (docs).
+                np.multiply(f[s:e], float(w), out=tmp, dtype=_F64)
                 acc += tmp
             acc /= total
             res[s:e] = acc
