@@ -149,6 +149,11 @@ def test_one_request_per_read_and_per_batch(rchain: ChainEnv, rpc: Any) -> None:
     posts.clear()
     read_all(b, [sw.swarm_info_view(s.sid)] + [sw.node_url_view(s.sid, a) for a in s.addr])
     assert posts == [["eth_call"] * 5]
+    # Large reads are split: public nodes cap batches (50 calls per request here).
+    posts.clear()
+    got = read_all(b, [sw.node_url_view(s.sid, s.addr[i % 4]) for i in range(120)])
+    assert got == [None] * 120
+    assert [len(p) for p in posts] == [50, 50, 20]
 
 
 def test_a_transaction_is_one_batch_a_send_and_the_receipt(rchain: ChainEnv, rpc: Any) -> None:
@@ -186,19 +191,27 @@ def test_refused_batches_fall_back_to_single_requests(
     ids = IdentityRegistryClient(b, chain.deployment.contracts["IdentityRegistry"])
     want = read_all(b, views(s, ids))
 
+    def down(batch: Any) -> Any:
+        raise requests.exceptions.ConnectionError("connection reset")
+
+    # A transport error: this read goes one by one, the next one tries a batch again.
+    monkeypatch.setattr(b._provider, "make_batch_request", down)
+    assert read_all(b, views(s, ids)) == want
+    assert b._batches
+
+    asked: list[int] = []
+
     def refuse(batch: Any) -> Any:  # what a node without batch support answers
+        asked.append(len(batch))
         return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "no batch"}}
 
     monkeypatch.setattr(b._provider, "make_batch_request", refuse)
     posts.clear()
     assert read_all(b, views(s, ids)) == want
     assert len(posts) == len(want) and all(p == ["eth_call"] for p in posts)
-
-    def down(batch: Any) -> Any:
-        raise requests.exceptions.ConnectionError("batch endpoint gone")
-
-    monkeypatch.setattr(b._provider, "make_batch_request", down)
+    # Refused once: not asked again (a poll would otherwise pay for the refusal each time).
     assert read_all(b, views(s, ids)) == want
+    assert asked == [len(want)]
     # A transaction without the batched pre-flight reads still goes through …
     rc = sw.join(s.sid, "http://127.0.0.1:9999")
     assert rc.status == 1 and sw.node_url(s.sid, chain.owner.address) == "http://127.0.0.1:9999"

@@ -314,32 +314,107 @@ def test_crashed_member_is_missed_and_honest_quorum_finalises(
 def test_peer_updates_are_fetched_while_a_slower_peer_still_trains(
     swarm_env: dict[str, Any], data: Data
 ) -> None:
-    # A member downloads each update as soon as its commitment is on chain: the fast
-    # peer's update is in hand before the slow peer has even committed (no timing bound,
-    # only the order of events).
+    # A member downloads each update as soon as its commitment is on chain: the slow peer
+    # does not finish training (so cannot commit) until member 0 has fetched member 1's
+    # update. Ordering only: the slow peer's wait is bounded, and a timeout fails the test.
     import time
 
     sid = create(swarm_env, data, "fedavg")
-    slow_done: list[float] = []
+    addr = [Workspace.open(h).address for h in swarm_env["homes"]]
+    got_fast = threading.Event()
+    waited: list[bool] = []
     fetched: dict[str, float] = {}
     train2 = data.trainer(2)
 
     def slow(g: dict[str, np.ndarray], r: int) -> tuple[dict[str, np.ndarray], int]:
-        out = train2(g, r)
-        time.sleep(3)
-        slow_done.append(time.monotonic())  # before its publish and commit
-        return out
+        waited.append(got_fast.wait(30))
+        return train2(g, r)
 
     class Recording(SwarmMember):
         def _fetch_update(self, member: str, d: str, like: Any, url: str | None = None) -> Any:
             fetched.setdefault(member, time.monotonic())
-            return super()._fetch_update(member, d, like, url)
+            out = super()._fetch_update(member, d, like, url)
+            if member == addr[1]:
+                got_fast.set()
+            return out
 
     res = run_members(
         swarm_env, sid, [data.trainer(0), data.trainer(1), slow], 1,
         classes=[Recording, SwarmMember, SwarmMember],
     )  # fmt: skip
-    addr = [Workspace.open(h).address for h in swarm_env["homes"]]
-    assert fetched[addr[1]] < slow_done[0] < fetched[addr[2]]
+    assert waited == [True]  # member 1's update was in hand before member 2 could commit
+    assert fetched[addr[1]] < fetched[addr[2]]
     assert all(res[i][0].status == "finalized" and not res[i][0].skipped for i in range(3))
     assert len({res[i][0].global_digest for i in range(3)}) == 1
+
+
+def test_a_member_joining_mid_round_is_fetched_from_its_url(
+    swarm_env: dict[str, Any], data: Data
+) -> None:
+    # Member 2 joins after round 0 started and after member 0 began waiting for commits:
+    # its node URL did not exist at member 0's first poll. Member 0 MUST still fetch its
+    # update (the URL is read with the commitment), not skip it as "no node URL".
+    import time
+
+    sid = create(swarm_env, data, "fedavg", quorum=2)
+    homes, urls = swarm_env["homes"], swarm_env["urls"]
+    trainers = [data.trainer(i) for i in range(3)]
+    joined2 = threading.Event()
+    waited: list[bool] = []
+
+    def train1(g: dict[str, np.ndarray], r: int) -> tuple[dict[str, np.ndarray], int]:
+        waited.append(joined2.wait(60))  # so the round waits for member 2's commit too
+        return trainers[1](g, r)
+
+    train = [trainers[0], train1, trainers[2]]
+
+    def member(i: int, ws: Workspace) -> SwarmMember:
+        return SwarmMember(ws, sid, train=train[i], node_url=urls[i], timeout=60)
+
+    def join(i: int) -> None:
+        ws = Workspace.open(homes[i])  # a workspace handle belongs to one thread
+        try:
+            member(i, ws).join()
+            if i == 1:
+                ws.swarm_rounds().start(sid)
+        finally:
+            ws.close()
+
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        ws = Workspace.open(homes[i])
+        try:
+            results[i] = member(i, ws).step()
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            ws.close()
+
+    join(0)
+    join(1)
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for th in threads:
+        th.start()
+    ws0 = Workspace.open(homes[0])
+    try:
+        sw, a0 = ws0.swarm_rounds(), ws0.address
+        end = time.monotonic() + 60
+        while sw.commitment(sid, 0, a0) is None and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        ws0.close()
+    time.sleep(0.3)  # member 0 polls (and reads member 2's URL as unset) meanwhile
+    join(2)
+    joined2.set()
+    threads.append(threading.Thread(target=run, args=(2,)))
+    threads[-1].start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors
+    assert waited == [True]
+    assert all(results[i].status == "finalized" for i in range(3))
+    assert not results[0].skipped, results[0].skipped
+    assert len(results[0].used) == 3
+    assert len({results[i].global_digest for i in range(3)}) == 1

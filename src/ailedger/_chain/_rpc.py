@@ -73,6 +73,10 @@ def _reason(exc: ContractLogicError) -> str:
     return msg.removeprefix("execution reverted: ") or "transaction reverted without a reason"
 
 
+# Calls per JSON-RPC batch: public nodes commonly cap batches at 50–100 requests.
+_BATCH_MAX = 50
+
+
 @dataclass(frozen=True)
 class _Preflight:
     balance: int
@@ -103,6 +107,7 @@ class RpcBackend(SigningBackend):
         # chain id is checked once below and signed into every transaction ourselves.
         self._w3.middleware_onion.remove("validation")
         self._nonces: dict[str, int] = {}
+        self._batches = True  # until the node refuses one
         self._nonce_lock = threading.Lock()
         self._chain_id = self._rpc(lambda: int(self._w3.eth.chain_id), "read the chain id")
         if expected_chain_id is not None and expected_chain_id != self._chain_id:
@@ -172,19 +177,37 @@ class RpcBackend(SigningBackend):
         return decode_output(abi, fn_name, out)
 
     def call_many(self, calls: Sequence[Call]) -> list[Any]:
-        if len(calls) < 2:
-            return [self.call(a, abi, fn, args) for a, abi, fn, args in calls]
-        batch: list[tuple[Any, Any]] = [
-            ("eth_call", [{"to": checksum(a, "contract address"),
-                           "data": _hexstr(encode_call(abi, fn, args))}, "latest"])
-            for a, abi, fn, args in calls
-        ]  # fmt: skip
+        out: list[Any] = []
+        for i in range(0, len(calls), _BATCH_MAX):
+            out += self._call_batch(calls[i : i + _BATCH_MAX])
+        return out
+
+    def _batch(self, batch: list[tuple[Any, Any]]) -> list[dict[str, Any]] | None:
+        """One JSON-RPC batch; None (and the reads are made one by one) when the node
+        refuses it. A node that answers a batch with anything but one response per request
+        is not asked for batches again (a transport error is retried next time)."""
+        if not self._batches:
+            return None
         try:
             got = self._provider.make_batch_request(batch)
-        except (requests.exceptions.RequestException, Web3Exception, ValueError, TypeError):
-            got = None
-        if not isinstance(got, list) or len(got) != len(calls):
-            # Some public nodes refuse or cap batches: the same reads one by one.
+        except (requests.exceptions.RequestException, Web3Exception, OSError, ValueError,
+                TypeError):  # fmt: skip
+            return None
+        if not (isinstance(got, list) and len(got) == len(batch)
+                and all(isinstance(r, dict) for r in got)):  # fmt: skip
+            self._batches = False  # e.g. one error object: "batch requests not supported"
+            return None
+        return cast(list[dict[str, Any]], got)
+
+    def _call_batch(self, calls: Sequence[Call]) -> list[Any]:
+        got = None
+        if len(calls) > 1:
+            got = self._batch([
+                ("eth_call", [{"to": checksum(a, "contract address"),
+                               "data": _hexstr(encode_call(abi, fn, args))}, "latest"])
+                for a, abi, fn, args in calls
+            ])  # fmt: skip
+        if got is None:
             return [self.call(a, abi, fn, args) for a, abi, fn, args in calls]
         out = []
         for (a, abi, fn, args), resp in zip(calls, got, strict=True):
@@ -192,11 +215,20 @@ class RpcBackend(SigningBackend):
             if err is not None:
                 data = err.get("data") if isinstance(err, dict) else None
                 if isinstance(data, str) and data.startswith("0x") and len(data) > 2:
-                    raise TransactionReverted(revert_reason(_bytes(data)))
+                    try:
+                        reason = revert_reason(_bytes(data))
+                    except ValueError:
+                        reason = "call reverted with malformed revert data"
+                    raise TransactionReverted(reason)
                 # Anything else: let the single call produce its usual error.
                 out.append(self.call(a, abi, fn, args))
                 continue
-            raw = _bytes(resp.get("result") or "0x")
+            try:
+                raw = _bytes(resp.get("result") or "0x")
+            except (ValueError, TypeError):
+                raise ChainError(
+                    f"the Ethereum node at {self.url} answered {fn} with a malformed result"
+                ) from None
             if not raw and abi and not self.code_at(a):
                 raise ChainError(f"no contract code at {a} on chain {self._chain_id}")
             out.append(decode_output(abi, fn, raw))
@@ -230,11 +262,8 @@ class RpcBackend(SigningBackend):
         ]
         if estimate:
             batch.append(("eth_estimateGas", [dict(tx, value=hex(tx["value"]))]))
-        try:
-            got = self._provider.make_batch_request(batch)
-        except (requests.exceptions.RequestException, Web3Exception, ValueError, TypeError):
-            return None
-        if not isinstance(got, list) or len(got) != len(batch):
+        got = self._batch(batch)
+        if got is None:
             return None
 
         def result(i: int) -> Any:

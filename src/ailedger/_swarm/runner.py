@@ -325,48 +325,65 @@ class SwarmMember:
             self._ids = self.ws.identity_registry()
         ids = self._ids
         commits: dict[str, tuple[str, int]] = {}
-        idents: dict[str, Identity | None] = {}
         futures: dict[str, Future[Params]] = {}
         envelopes: dict[str, Future[bytes | None]] = {}
         # Chain reads stay on this thread; pool threads only download and check digests.
         pool = ThreadPoolExecutor(max_workers=max(1, min(16, 2 * (len(members) - 1))))
 
+        def see(batch: list[Any], who: list[str]) -> None:
+            # ``batch``: a (commitment, node URL) pair per member in ``who``. A member can
+            # commit only once joined, so the URL read with its commitment is its current
+            # one; None (a read that resolved an earlier block) is read again later.
+            for m, c, url in zip(who, batch[::2], batch[1::2], strict=True):
+                if c is not None:
+                    commits[m] = (c[0].hex(), c[1])
+                if url is not None or m not in self._urls:
+                    self._urls[m] = url
+
+        def download(final: bool) -> None:
+            for m, (d, _) in commits.items():
+                if m != self.me and m not in futures and (final or self._urls.get(m)):
+                    url = self._urls.get(m) or ""  # "" = none registered: the pool never reads
+                    futures[m] = pool.submit(self._fetch_update, m, d, base, url)
+                    envelopes[m] = pool.submit(self._fetch_envelope, r, url)
+
+        def pairs(who: list[str]) -> list[View[Any]]:
+            return [v for m in who for v in (self.sw.commitment_view(self.swarm_id, r, m),
+                                             self.sw.node_url_view(self.swarm_id, m))]
+
         def commits_done() -> bool:
-            # One round trip: the round (first, so any commitment it counts is visible to
-            # the reads after it), the joined count, the commitments not seen yet, node
-            # URLs not read this round, and (once per round) the peers' identities.
+            # One round trip: the round, the joined count, and the commitment and node URL
+            # of every member not seen to commit yet; downloads start for the new ones.
             waiting = [m for m in members if m not in commits]
-            urls_needed = [m for m in members if m not in self._urls]
-            resolve = [m for m in members if m != self.me and m not in idents]
             views: list[View[Any]] = [
                 self.sw.round_info_view(self.swarm_id, r), self.sw.swarm_info_view(self.swarm_id)
             ]  # fmt: skip
-            views += [self.sw.commitment_view(self.swarm_id, r, m) for m in waiting]
-            views += [self.sw.node_url_view(self.swarm_id, m) for m in urls_needed]
-            views += [ids.resolve_view(m) for m in resolve]
-            got = read_all(self.sw.backend, views)
-            x, now, rest = got[0], got[1], iter(got[2:])
+            got = read_all(self.sw.backend, views + pairs(waiting))
+            x, now = got[0], got[1]
             if x is None or now is None:
                 raise NotFoundError(f"swarm {self.swarm_id} has no round {r}")
-            for m in waiting:
-                c = next(rest)
-                if c is not None:
-                    commits[m] = (c[0].hex(), c[1])
-            self._urls.update((m, next(rest)) for m in urls_needed)
-            idents.update((m, next(rest)) for m in resolve)
-            for m, (d, _) in commits.items():
-                if m != self.me and m not in futures:
-                    url = self._url(m) or ""  # "" = none registered: the pool never reads
-                    futures[m] = pool.submit(self._fetch_update, m, d, base, url)
-                    envelopes[m] = pool.submit(self._fetch_envelope, r, url)
+            see(got[2:], waiting)
+            download(final=False)
             return x.status != RoundStatus.PENDING or x.commit_count >= now.joined_count or (
                 self._passed(x.commit_deadline)
             )
 
         used: list[tuple[Params, int, str]] = []
         skipped: dict[str, str] = {}
-        with pool:
+        try:
             self._wait(commits_done, limit, f"round {r} commits")
+            # Once more, after the wait ended: a node may answer a batch's calls at different
+            # blocks (anvil runs them concurrently), and a commitment mined at the deadline
+            # may land after the poll that saw the deadline pass. The peers' identities are
+            # read in the same batch, now, so a key registered or revoked meanwhile counts.
+            waiting = [m for m in members if m not in commits]
+            peers = [m for m in members if m != self.me]
+            got = read_all(self.sw.backend, pairs(waiting) + [ids.resolve_view(m) for m in peers])
+            see(got[: 2 * len(waiting)], waiting)
+            idents: dict[str, Identity | None] = dict(
+                zip(peers, got[2 * len(waiting) :], strict=True)
+            )
+            download(final=True)
 
             # 3. take every peer's checked update; record its contribution's check.
             for m, (d, k) in sorted(commits.items()):
@@ -382,6 +399,11 @@ class SwarmMember:
                                              self._member_key(m, idents.get(m)))
                 for m, (d, _) in commits.items()
             }  # fmt: skip
+        except BaseException:
+            # A timeout or an interrupt surfaces now, not after every queued download.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
         # 4. aggregate deterministically and submit.
         agg_digest: str | None = None
