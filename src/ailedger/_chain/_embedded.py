@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eth.abc import BlockHeaderAPI, ChainDatabaseAPI, ReceiptAPI
+from eth.abc import BlockHeaderAPI, ChainDatabaseAPI, ReceiptAPI, VirtualMachineAPI
 from eth.chains.base import MiningChain
 from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth.vm.forks.prague import PragueVM
@@ -256,14 +256,39 @@ class EmbeddedBackend(SigningBackend):
         return decode_output(abi, fn_name, out)
 
     def call_many(self, calls: Sequence[Call]) -> list[Any]:
-        # In process: no round trip to save.
-        return [self.call(a, abi, fn, args) for a, abi, fn, args in calls]
+        # No round trip to save in process, but one lock and one chain object for all
+        # (another process may mine between separate calls; here they see one head).
+        runs = []
+        with self._locked(exclusive=False):
+            chain = self._chain()
+            vm = chain.get_vm(chain.get_canonical_head())
+            for a, abi, fn, args in calls:
+                to = checksum(a, "contract address")
+                data = encode_call(abi, fn, args)
+                runs.append((to, self._dry_run(chain, _ZERO, to, data, 0, vm)))
+        out = []
+        for (to, (ok, raw, _)), (_, abi, fn, _) in zip(runs, calls, strict=True):
+            if not ok:
+                raise TransactionReverted(revert_reason(raw))
+            if not raw and abi and not self.code_at(to):
+                raise ChainError(f"no contract code at {to} on chain {self._chain_id}")
+            out.append(decode_output(abi, fn, raw))
+        return out
 
     def _dry_run(
-        self, chain: MiningChain, sender: str, to: str | None, data: bytes, value: int
+        self,
+        chain: MiningChain,
+        sender: str,
+        to: str | None,
+        data: bytes,
+        value: int,
+        vm: VirtualMachineAPI | None = None,
     ) -> tuple[bool, bytes, int]:
-        """Execute without cost or persistence → (success, output/revert data, gas)."""
-        vm = chain.get_vm(chain.get_canonical_head())
+        """Execute without cost or persistence → (success, output/revert data, gas).
+        ``vm``: the head's VM, when several dry runs share one (each runs in its own
+        costless state, so none sees another's effects)."""
+        if vm is None:
+            vm = chain.get_vm(chain.get_canonical_head())
         sender_b = to_canonical_address(sender)
         gas = GAS_LIMIT
         with vm.in_costless_state() as state:
