@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from ailedger._chain import RpcBackend, TransactionReverted, read_all
+from ailedger.errors import ChainError
 
 from ..conftest import ANVIL_CHAIN_ID
 from .conftest import ChainEnv, chain_env
@@ -149,11 +150,17 @@ def test_one_request_per_read_and_per_batch(rchain: ChainEnv, rpc: Any) -> None:
     posts.clear()
     read_all(b, [sw.swarm_info_view(s.sid)] + [sw.node_url_view(s.sid, a) for a in s.addr])
     assert posts == [["eth_call"] * 5]
-    # Large reads are split: public nodes cap batches (50 calls per request here).
+    # Large reads are split (public nodes cap batches; 50 calls per request here), and
+    # the answers come back in the order asked, across the chunks.
+    s.join_all()
     posts.clear()
-    got = read_all(b, [sw.node_url_view(s.sid, s.addr[i % 4]) for i in range(120)])
-    assert got == [None] * 120
-    assert [len(p) for p in posts] == [50, 50, 20]
+    many = [sw.node_url_view(s.sid, s.addr[i % 4]) if i % 3 else sw.round_info_view(s.sid, i)
+            for i in range(120)]  # fmt: skip
+    got = read_all(b, many)
+    assert got == [v.decode(b.call(*v.call)) for v in many]
+    assert got[1] == "http://127.0.0.1:8001" and got[2] == "http://127.0.0.1:8002"
+    assert got[0] is not None and got[3] is None  # round 0 started; round 3 has not
+    assert [len(p) for p in posts[:3]] == [50, 50, 20]
 
 
 def test_a_transaction_is_one_batch_a_send_and_the_receipt(rchain: ChainEnv, rpc: Any) -> None:
@@ -232,3 +239,56 @@ def test_a_reverting_estimate_in_the_batch_gives_the_contract_reason(
     with pytest.raises(TransactionReverted, match=r"^SwarmRounds: unknown swarm$"):
         sw.commit(99, 0, h("x"), 1)
     assert not any("eth_sendRawTransaction" in p for p in posts)  # refused before anything was sent
+
+
+def test_what_disables_batches_and_what_does_not(
+    rchain: ChainEnv, rpc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain = rchain
+    s = Swarm(chain)
+    s.create(quorum=3)
+    s.join_all()
+    b, _ = rpc
+    from ailedger._chain import IdentityRegistryClient
+
+    ids = IdentityRegistryClient(b, chain.deployment.contracts["IdentityRegistry"])
+    want = read_all(b, views(s, ids))
+
+    def answer(value: Any) -> None:
+        def fake(batch: Any) -> Any:
+            if isinstance(value, BaseException):
+                raise value
+            return value(batch) if callable(value) else value
+
+        monkeypatch.setattr(b._provider, "make_batch_request", fake)
+
+    def http(status: int) -> requests.exceptions.HTTPError:
+        resp = requests.Response()
+        resp.status_code = status
+        return requests.exceptions.HTTPError(f"{status}", response=resp)
+
+    # Transient: a rate limit, a timeout, HTTP 429/503: this read goes one by one only.
+    for transient in (
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -32005, "message": "rate limited"}},
+        requests.exceptions.Timeout("slow"), http(429), http(503),
+    ):
+        answer(transient)
+        assert read_all(b, views(s, ids)) == want
+        assert b._batches, transient
+    # A malformed result inside a well-formed answer is one ChainError, not a traceback.
+    answer(lambda batch: [{"jsonrpc": "2.0", "id": i, "result": "0xZZ"}
+                          for i in range(len(batch))])  # fmt: skip
+    with pytest.raises(ChainError, match="malformed result"):
+        read_all(b, views(s, ids))
+    # Refusals: not asked again.
+    for refusal in (
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "invalid"}},
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -1, "message": "Batch too large"}},
+        http(413),
+        [None, None],
+        AttributeError("'NoneType' object has no attribute 'get'"),  # web3 on `[null]`
+    ):
+        b._batches = True
+        answer(refusal)
+        assert read_all(b, views(s, ids)) == want
+        assert not b._batches, refusal

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ailedger import Workspace
+from ailedger import ChainError, Workspace
 from ailedger._swarm import encode
 from ailedger._swarm.runner import SwarmMember
 
@@ -354,8 +354,6 @@ def test_a_member_joining_mid_round_is_fetched_from_its_url(
     # Member 2 joins after round 0 started and after member 0 began waiting for commits:
     # its node URL did not exist at member 0's first poll. Member 0 MUST still fetch its
     # update (the URL is read with the commitment), not skip it as "no node URL".
-    import time
-
     sid = create(swarm_env, data, "fedavg", quorum=2)
     homes, urls = swarm_env["homes"], swarm_env["urls"]
     trainers = [data.trainer(i) for i in range(3)]
@@ -382,11 +380,23 @@ def test_a_member_joining_mid_round_is_fetched_from_its_url(
 
     results: dict[int, Any] = {}
     errors: list[BaseException] = []
+    polled = threading.Event()
+
+    class FirstPoll(SwarmMember):
+        def _wait(self, until: Any, limit: float, what: str) -> None:
+            def poll() -> bool:
+                done = bool(until())
+                polled.set()  # member 2's URL is unset at this poll
+                return done
+
+            super()._wait(poll if what.endswith("commits") else until, limit, what)
 
     def run(i: int) -> None:
         ws = Workspace.open(homes[i])
         try:
-            results[i] = member(i, ws).step()
+            m = FirstPoll(ws, sid, train=train[i], node_url=urls[i], timeout=60) if i == 0 \
+                else member(i, ws)
+            results[i] = m.step()
         except BaseException as e:
             errors.append(e)
         finally:
@@ -397,24 +407,103 @@ def test_a_member_joining_mid_round_is_fetched_from_its_url(
     threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
     for th in threads:
         th.start()
-    ws0 = Workspace.open(homes[0])
-    try:
-        sw, a0 = ws0.swarm_rounds(), ws0.address
-        end = time.monotonic() + 60
-        while sw.commitment(sid, 0, a0) is None and time.monotonic() < end:
-            time.sleep(0.05)
-    finally:
-        ws0.close()
-    time.sleep(0.3)  # member 0 polls (and reads member 2's URL as unset) meanwhile
+    assert polled.wait(60)
     join(2)
     joined2.set()
     threads.append(threading.Thread(target=run, args=(2,)))
     threads[-1].start()
     for th in threads:
         th.join(120)
+    assert not any(th.is_alive() for th in threads)
     assert not errors, errors
     assert waited == [True]
     assert all(results[i].status == "finalized" for i in range(3))
     assert not results[0].skipped, results[0].skipped
     assert len(results[0].used) == 3
     assert len({results[i].global_digest for i in range(3)}) == 1
+
+
+def test_commitments_hidden_from_the_polls_are_read_when_the_wait_ends(
+    swarm_env: dict[str, Any], data: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch's calls may resolve different blocks: the round can count a commitment that
+    # the same poll's commitment read did not see. Member 0's polls are made blind to
+    # member 2's commitment; the read after the wait MUST still find and use it.
+    import ailedger._chain as chain_mod
+
+    sid = create(swarm_env, data, "fedavg")
+    addr2 = Workspace.open(swarm_env["homes"][2]).address
+    local = threading.local()
+    real = chain_mod.read_all
+
+    def blind(backend: Any, views: Any) -> list[Any]:
+        got = real(backend, views)
+        if getattr(local, "blind", False) and views and views[0].call[2] == "round_info":
+            for i, v in enumerate(views):
+                if v.call[2] == "commitment" and v.call[3][2] == addr2:
+                    got[i] = None
+        return got
+
+    monkeypatch.setattr(chain_mod, "read_all", blind)
+
+    class Blind(SwarmMember):
+        def step(self, r: int | None = None) -> Any:
+            local.blind = True
+            return super().step(r)
+
+    res = run_members(swarm_env, sid, [data.trainer(i) for i in range(3)], 1,
+                      classes=[Blind, SwarmMember, SwarmMember])  # fmt: skip
+    assert not res[0][0].skipped and len(res[0][0].used) == 3
+    assert len({res[i][0].global_digest for i in range(3)}) == 1
+    assert res[0][0].submitted == res[1][0].submitted
+
+
+def test_a_timed_out_wait_does_not_wait_for_running_downloads(
+    swarm_env: dict[str, Any], data: Data
+) -> None:
+    # Member 2 never commits, so the wait for commits times out; member 1's update is
+    # being downloaded by a fetch that hangs. The timeout MUST surface while that fetch
+    # still hangs (before, the step waited for every queued download first).
+    sid = create(swarm_env, data, "fedavg")
+    homes, urls = swarm_env["homes"], swarm_env["urls"]
+    release, started = threading.Event(), threading.Event()
+    returned: list[bool] = []
+
+    def hanging(url: str, digest: str) -> bytes | None:
+        started.set()
+        release.wait(60)
+        returned.append(True)
+        return None
+
+    for i in range(3):
+        ws = Workspace.open(homes[i])
+        try:
+            SwarmMember(ws, sid, train=data.trainer(i), node_url=urls[i]).join()
+        finally:
+            ws.close()
+    errors: list[BaseException] = []
+
+    def run1() -> None:
+        ws = Workspace.open(homes[1])
+        try:
+            SwarmMember(ws, sid, train=data.trainer(1), node_url=urls[1], timeout=8).step()
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            ws.close()
+
+    th = threading.Thread(target=run1)
+    th.start()
+    ws0 = Workspace.open(homes[0])
+    try:
+        m = SwarmMember(ws0, sid, train=data.trainer(0), node_url=urls[0], fetch=hanging,
+                        timeout=8)  # fmt: skip
+        with pytest.raises(ChainError, match="timed out waiting for round 0 commits"):
+            m.step()
+        assert started.is_set()  # member 1's update was being downloaded ...
+        assert returned == []  # ... and that download was not waited for
+    finally:
+        release.set()
+        ws0.close()
+        th.join(60)
+    assert len(errors) == 1 and "timed out" in str(errors[0])

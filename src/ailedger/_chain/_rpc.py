@@ -183,19 +183,35 @@ class RpcBackend(SigningBackend):
         return out
 
     def _batch(self, batch: list[tuple[Any, Any]]) -> list[dict[str, Any]] | None:
-        """One JSON-RPC batch; None (and the reads are made one by one) when the node
-        refuses it. A node that answers a batch with anything but one response per request
-        is not asked for batches again (a transport error is retried next time)."""
+        """One JSON-RPC batch; None when it cannot be used, and the reads are then made one
+        by one. A node that refuses batches (JSON-RPC invalid request / method not found /
+        parse error, a message about batches, an HTTP 4xx other than 408/429, or an answer
+        that is not one object per request) is not asked for batches again; a transport
+        error, a timeout or a rate limit only costs this one read its batch."""
         if not self._batches:
             return None
         try:
-            got = self._provider.make_batch_request(batch)
-        except (requests.exceptions.RequestException, Web3Exception, OSError, ValueError,
-                TypeError):  # fmt: skip
+            got: Any = self._provider.make_batch_request(batch)
+        except requests.exceptions.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if 400 <= status < 500 and status not in (408, 429):
+                self._batches = False
+            return None
+        except (requests.exceptions.RequestException, OSError):
+            return None
+        except Exception:  # web3 parsing an answer it did not expect (e.g. `[null]`)
+            self._batches = False
+            return None
+        if isinstance(got, dict):  # one error object for the whole batch
+            err = got.get("error")
+            code = err.get("code") if isinstance(err, dict) else None
+            msg = str(err.get("message", "")) if isinstance(err, dict) else ""
+            if code in (-32600, -32601, -32700) or "batch" in msg.lower():
+                self._batches = False
             return None
         if not (isinstance(got, list) and len(got) == len(batch)
                 and all(isinstance(r, dict) for r in got)):  # fmt: skip
-            self._batches = False  # e.g. one error object: "batch requests not supported"
+            self._batches = False
             return None
         return cast(list[dict[str, Any]], got)
 

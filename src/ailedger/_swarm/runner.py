@@ -291,7 +291,9 @@ class SwarmMember:
         ri = self._round(r) if r != guess or ri_guess is None else ri_guess
         limit = self.timeout or float(info.commit_window + info.submit_window + 60)
 
-        self._urls = {}  # a member may re-join with a new URL between rounds, not within one
+        # Node URLs are read afresh each round, with each member's commitment: a member may
+        # join or move its node at any time, and the URL it had when it committed is used.
+        self._urls = {}
 
         # 1. train from the current global model.
         g_in = info.global_digest.hex() if info.global_digest else self.model_spec
@@ -332,8 +334,9 @@ class SwarmMember:
 
         def see(batch: list[Any], who: list[str]) -> None:
             # ``batch``: a (commitment, node URL) pair per member in ``who``. A member can
-            # commit only once joined, so the URL read with its commitment is its current
-            # one; None (a read that resolved an earlier block) is read again later.
+            # commit only once joined (with a URL, which cannot be cleared), so a committed
+            # member's URL exists; a None read with its commitment resolved an earlier block
+            # (``unresolved`` reads it again).
             for m, c, url in zip(who, batch[::2], batch[1::2], strict=True):
                 if c is not None:
                     commits[m] = (c[0].hex(), c[1])
@@ -347,14 +350,19 @@ class SwarmMember:
                     futures[m] = pool.submit(self._fetch_update, m, d, base, url)
                     envelopes[m] = pool.submit(self._fetch_envelope, r, url)
 
+        def unresolved() -> list[str]:
+            # Not yet seen to commit, or committed with its URL not read yet.
+            return [m for m in members
+                    if m not in commits or (m != self.me and not self._urls.get(m))]  # fmt: skip
+
         def pairs(who: list[str]) -> list[View[Any]]:
             return [v for m in who for v in (self.sw.commitment_view(self.swarm_id, r, m),
                                              self.sw.node_url_view(self.swarm_id, m))]
 
         def commits_done() -> bool:
             # One round trip: the round, the joined count, and the commitment and node URL
-            # of every member not seen to commit yet; downloads start for the new ones.
-            waiting = [m for m in members if m not in commits]
+            # of every unresolved member; downloads start for the newly committed ones.
+            waiting = unresolved()
             views: list[View[Any]] = [
                 self.sw.round_info_view(self.swarm_id, r), self.sw.swarm_info_view(self.swarm_id)
             ]  # fmt: skip
@@ -376,7 +384,7 @@ class SwarmMember:
             # blocks (anvil runs them concurrently), and a commitment mined at the deadline
             # may land after the poll that saw the deadline pass. The peers' identities are
             # read in the same batch, now, so a key registered or revoked meanwhile counts.
-            waiting = [m for m in members if m not in commits]
+            waiting = unresolved()
             peers = [m for m in members if m != self.me]
             got = read_all(self.sw.backend, pairs(waiting) + [ids.resolve_view(m) for m in peers])
             see(got[: 2 * len(waiting)], waiting)
