@@ -112,6 +112,17 @@ def test_round_outcome_is_the_history_entry_of_that_round(s: Swarm) -> None:
 # -- the JSON-RPC transport ----------------------------------------------------------
 
 
+def joined_swarm(chain: ChainEnv, b: RpcBackend) -> tuple[Swarm, Any, list[Any]]:
+    """A swarm every member joined; an IdentityRegistry client on ``b``; the views' values."""
+    from ailedger._chain import IdentityRegistryClient
+
+    s = Swarm(chain)
+    s.create(quorum=3)
+    s.join_all()
+    ids = IdentityRegistryClient(b, chain.deployment.contracts["IdentityRegistry"])
+    return s, ids, read_all(b, views(s, ids))
+
+
 @pytest.fixture
 def rchain(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ChainEnv]:
     """The chain suite's environment on anvil only (these tests are about JSON-RPC)."""
@@ -187,16 +198,13 @@ def test_refused_batches_fall_back_to_single_requests(
     rchain: ChainEnv, rpc: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chain = rchain
-    s = Swarm(chain)
-    s.create(quorum=3)
-    s.join_all()
-    s.commit(0, 0)
     b, posts = rpc
-    from ailedger._chain import IdentityRegistryClient, SwarmRoundsClient
+    s, ids, _ = joined_swarm(chain, b)
+    s.commit(0, 0)  # one commitment among the views' values
+    want = read_all(b, views(s, ids))
+    from ailedger._chain import SwarmRoundsClient
 
     sw = SwarmRoundsClient(b, chain.deployment.contracts["SwarmRounds"], chain.owner)
-    ids = IdentityRegistryClient(b, chain.deployment.contracts["IdentityRegistry"])
-    want = read_all(b, views(s, ids))
 
     def down(batch: Any) -> Any:
         raise requests.exceptions.ConnectionError("connection reset")
@@ -244,15 +252,8 @@ def test_a_reverting_estimate_in_the_batch_gives_the_contract_reason(
 def test_what_disables_batches_and_what_does_not(
     rchain: ChainEnv, rpc: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chain = rchain
-    s = Swarm(chain)
-    s.create(quorum=3)
-    s.join_all()
     b, _ = rpc
-    from ailedger._chain import IdentityRegistryClient
-
-    ids = IdentityRegistryClient(b, chain.deployment.contracts["IdentityRegistry"])
-    want = read_all(b, views(s, ids))
+    s, ids, want = joined_swarm(rchain, b)
 
     def answer(value: Any) -> None:
         def fake(batch: Any) -> Any:
