@@ -249,6 +249,9 @@ class EmbeddedBackend(SigningBackend):
         with self._locked(exclusive=False):
             chain = self._chain()
             ok, out, _ = self._dry_run(chain, sender or _ZERO, to, data, 0)
+        return self._result(to, abi, fn_name, ok, out)
+
+    def _result(self, to: str, abi: ABI, fn_name: str, ok: bool, out: bytes) -> Any:
         if not ok:
             raise TransactionReverted(revert_reason(out))
         if not out and abi and not self.code_at(to):
@@ -266,14 +269,10 @@ class EmbeddedBackend(SigningBackend):
                 to = checksum(a, "contract address")
                 data = encode_call(abi, fn, args)
                 runs.append((to, self._dry_run(chain, _ZERO, to, data, 0, vm)))
-        out = []
-        for (to, (ok, raw, _)), (_, abi, fn, _) in zip(runs, calls, strict=True):
-            if not ok:
-                raise TransactionReverted(revert_reason(raw))
-            if not raw and abi and not self.code_at(to):
-                raise ChainError(f"no contract code at {to} on chain {self._chain_id}")
-            out.append(decode_output(abi, fn, raw))
-        return out
+        return [
+            self._result(to, abi, fn, ok, raw)
+            for (to, (ok, raw, _)), (_, abi, fn, _) in zip(runs, calls, strict=True)
+        ]
 
     def _dry_run(
         self,

@@ -172,6 +172,10 @@ class RpcBackend(SigningBackend):
         if sender:
             tx["from"] = checksum(sender)
         out = self._rpc(lambda: bytes(self._w3.eth.call(tx)), f"call {fn_name}")  # type: ignore[arg-type]
+        return self._decoded(to, abi, fn_name, out)
+
+    def _decoded(self, to: str, abi: ABI, fn_name: str, out: bytes) -> Any:
+        # Empty output from a function with outputs: usually no contract at the address.
         if not out and abi and not self.code_at(to):
             raise ChainError(f"no contract code at {to} on chain {self._chain_id}")
         return decode_output(abi, fn_name, out)
@@ -245,9 +249,7 @@ class RpcBackend(SigningBackend):
                 raise ChainError(
                     f"the Ethereum node at {self.url} answered {fn} with a malformed result"
                 ) from None
-            if not raw and abi and not self.code_at(a):
-                raise ChainError(f"no contract code at {a} on chain {self._chain_id}")
-            out.append(decode_output(abi, fn, raw))
+            out.append(self._decoded(a, abi, fn, raw))
         return out
 
     # -- transactions ---------------------------------------------------------
